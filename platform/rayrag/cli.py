@@ -1,0 +1,164 @@
+"""The ``rayrag`` command. Jobs in ``jobs/`` call into the same parsers, so flags match."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from .errors import RayragError
+
+
+def _add_job_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config (see jobs/configs/)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides, e.g. depth=1000 options.batch_size=32")
+
+
+def _evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="evaluate retrievers on a BEIR dataset inside Ray",
+                       description="Run retrievers on a BEIR split in Ray tasks; write result.json, "
+                                   "TREC run files and an MLflow run.")
+    _add_job_args(p)
+    p.add_argument("--dataset", help="dataset folder name under the data dir (default scifact)")
+    p.add_argument("--split", help="qrels split (default test)")
+    p.add_argument("--data-dir", help="folder holding datasets (default $RAYRAG_DATA_DIR)")
+    p.add_argument("--output-dir", help="where result.json and runs/ go")
+    p.add_argument("--retrievers", help="comma-separated, e.g. bm25,minilm,splade-tiny,dense:/path/model")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def evaluate_config(args: argparse.Namespace):
+    from .config import load_config
+    from .eval.config import EvaluateConfig
+
+    return load_config(EvaluateConfig, args.config, args.overrides, dataset=args.dataset, split=args.split,
+                       data_dir=args.data_dir, output_dir=args.output_dir, retrievers=args.retrievers)
+
+
+def _cmd_evaluate(args) -> int:
+    from .eval.job import run_evaluate
+    from .eval.report import format_table
+
+    cfg = evaluate_config(args)
+    result = run_evaluate(cfg)
+    print(format_table(result))
+    print(f"\nresult: {cfg.output_dir}/result.json  MLflow run {result['mlflow_run_id']} ({result['tracking_uri']})")
+    return 0
+
+
+def _quickstart_parser(sub) -> None:
+    p = sub.add_parser("quickstart", help="the SciFact baseline end to end (BM25, MiniLM, SPLADE)",
+                       description="Evaluate the built-in retrievers on SciFact test and print a table.")
+    _add_job_args(p)
+    p.add_argument("--data-dir", help="folder holding scifact/ (default $RAYRAG_DATA_DIR)")
+    p.add_argument("--output-dir", default="out/quickstart")
+    p.set_defaults(func=_cmd_quickstart)
+
+
+def _cmd_quickstart(args) -> int:
+    from .config import load_config
+    from .eval.config import EvaluateConfig
+    from .eval.job import run_evaluate
+    from .eval.report import format_table
+
+    cfg = load_config(EvaluateConfig, args.config, args.overrides, data_dir=args.data_dir,
+                      output_dir=args.output_dir)
+    print(f"[quickstart] evaluating {', '.join(cfg.retrievers)} on {cfg.dataset}/{cfg.split}", flush=True)
+    result = run_evaluate(cfg)
+    print()
+    print(format_table(result))
+    print(f"\nwrote {cfg.output_dir}/result.json, run files in {cfg.output_dir}/runs/")
+    print(f"MLflow run {result['mlflow_run_id']} in {result['tracking_uri']}")
+    if result["tracking_uri"].startswith("sqlite:"):
+        print(f"  browse it: mlflow ui --backend-store-uri {result['tracking_uri']} --host 127.0.0.1")
+    return 0
+
+
+def _data_parser(sub) -> None:
+    p = sub.add_parser("data", help="download or check datasets", description="Dataset utilities.")
+    dsub = p.add_subparsers(dest="data_cmd", required=True, metavar="{download,check}")
+    d = dsub.add_parser("download", help="fetch a public BEIR dataset (needs a network)",
+                        description="Download a BEIR dataset zip into the data dir and validate it.")
+    d.add_argument("name", help="BEIR dataset name, e.g. scifact")
+    d.add_argument("--data-dir", help="destination (default $RAYRAG_DATA_DIR)")
+    d.set_defaults(func=_cmd_download)
+    c = dsub.add_parser("check", help="validate a BEIR dataset and print its size",
+                        description="Load a BEIR dataset split with every check the jobs run.")
+    c.add_argument("name")
+    c.add_argument("--split", default="test")
+    c.add_argument("--data-dir")
+    c.set_defaults(func=_cmd_check)
+
+
+def _cmd_download(args) -> int:
+    import os
+    from pathlib import Path
+
+    from .data.download import download_beir
+    from .data.locate import ENV
+
+    root = args.data_dir or os.environ.get(ENV)
+    if not root:
+        raise RayragError(f"no data directory: pass --data-dir or set {ENV}")
+    print(f"downloaded to {download_beir(args.name, Path(root).expanduser())}")
+    return 0
+
+
+def _cmd_check(args) -> int:
+    from .data import dataset_dir, load_beir
+
+    print(load_beir(dataset_dir(args.name, args.data_dir), args.split))
+    return 0
+
+
+def _models_parser(sub) -> None:
+    p = sub.add_parser("models", help="list or resolve model names", description="Built-in model names.")
+    msub = p.add_subparsers(dest="models_cmd", required=True, metavar="{list,resolve}")
+    msub.add_parser("list", help="list built-in names", description="List built-in model names.").set_defaults(
+        func=_cmd_models_list)
+    r = msub.add_parser("resolve", help="print the local folder a name resolves to",
+                        description="Resolve a built-in name, folder or HF id to a local folder.")
+    r.add_argument("name")
+    r.set_defaults(func=_cmd_models_resolve)
+
+
+def _cmd_models_list(args) -> int:
+    from .assets import BUILTINS
+
+    for b in BUILTINS.values():
+        print(f"{b.name:<14} {b.kind:<7} pip: {b.package:<22} {b.description}")
+    return 0
+
+
+def _cmd_models_resolve(args) -> int:
+    from dataclasses import asdict
+
+    from .assets import resolve_model
+
+    print(json.dumps(asdict(resolve_model(args.name)), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rayrag", description="Retrieval for RAG on Ray.")
+    sub = p.add_subparsers(dest="command", required=True,
+                           metavar="{quickstart,evaluate,data,models}")
+    _quickstart_parser(sub)
+    _evaluate_parser(sub)
+    _data_parser(sub)
+    _models_parser(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RayragError as e:
+        print(f"rayrag: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Exceptions that carry a message meant for the person running the job."""
+
+
+class RayragError(Exception):
+    """Base class: anything raised on purpose by rayrag, with an actionable message."""
+
+
+class ConfigError(RayragError, ValueError):
+    """A config file, override or argument is wrong."""
+
+
+class DataError(RayragError, ValueError):
+    """A dataset file is missing or malformed; the message names the file and line."""
+
+
+class ModelNotFoundError(RayragError, LookupError):
+    """A model name resolves to nothing that can be loaded here."""

@@ -1,0 +1,57 @@
+"""Config of the evaluate job."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+from .metrics import parse_metric
+
+DEFAULT_RETRIEVERS = ["bm25", "minilm", "splade-tiny"]
+
+
+@dataclass
+class RetrieverOptions:
+    batch_size: int = 64  # dense encoding batch
+    sparse_batch_size: int = 16  # SPLADE: logits are [B, T, 30k], keep B small
+    max_length: int | None = None  # None: the model's own (MiniLM: 256)
+    sparse_max_length: int = 256
+    bm25_k1: float = 0.9
+    bm25_b: float = 0.4
+
+
+@dataclass
+class EvaluateConfig:
+    dataset: str = "scifact"
+    split: str = "test"
+    data_dir: str | None = None  # default: $RAYRAG_DATA_DIR
+    output_dir: str = "out/evaluate"
+    retrievers: list[str] = field(default_factory=lambda: list(DEFAULT_RETRIEVERS))
+    depth: int = 100  # documents retrieved per query (run file depth)
+    metrics: list[str] = field(default_factory=lambda: ["ndcg@10", "recall@100", "mrr@10", "map@100"])
+    cpus_per_retriever: float = 1.0  # Ray task size; torch threads follow it
+    num_cpus: int | None = None  # local Ray only: CPUs to give the node (default: all)
+    experiment: str = "rayrag"
+    options: RetrieverOptions = field(default_factory=RetrieverOptions)
+
+    def validate(self) -> None:
+        from ..search.registry import validate_spec
+
+        if not self.retrievers:
+            raise ConfigError("retrievers: give at least one retriever")
+        if len(set(self.retrievers)) != len(self.retrievers):
+            raise ConfigError(f"retrievers: duplicate names in {self.retrievers}")
+        for spec in self.retrievers:
+            validate_spec(spec)
+        if self.depth < 1:
+            raise ConfigError(f"depth must be >= 1, got {self.depth}")
+        for m in self.metrics:
+            try:
+                _, k = parse_metric(m)
+            except ValueError as e:
+                raise ConfigError(f"metrics: {e}") from None
+            if k is not None and k > self.depth:
+                raise ConfigError(f"metrics: {m} needs depth >= {k}, but depth is {self.depth}")
+        if self.cpus_per_retriever <= 0:
+            raise ConfigError(f"cpus_per_retriever must be > 0, got {self.cpus_per_retriever}")
+        if not self.output_dir:
+            raise ConfigError("output_dir must not be empty")

@@ -1,0 +1,34 @@
+"""Human-facing output of evaluations: a text table and plots."""
+from __future__ import annotations
+
+
+def format_table(result: dict) -> str:
+    metrics = result["metrics"]
+    names = list(next(iter(metrics.values())).keys()) if metrics else []
+    width = max([len("retriever")] + [len(r) for r in metrics])
+    head = f"{'retriever':<{width}}  " + "  ".join(f"{m:>10}" for m in names)
+    lines = [f"{result['dataset']} / {result['split']}  ({result.get('num_queries', '?')} queries, "
+             f"{result.get('num_docs', '?')} docs)", head, "-" * len(head)]
+    for r, vals in metrics.items():
+        lines.append(f"{r:<{width}}  " + "  ".join(f"{vals[m]:>10.4f}" for m in names))
+    return "\n".join(lines)
+
+
+def plot_recall_curves(curves: dict[str, dict[int, float]], title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, curve in curves.items():
+        ks = sorted(curve)
+        ax.plot(ks, [curve[k] for k in ks], marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("k")
+    ax.set_ylabel("recall@k")
+    ax.set_ylim(0, 1)
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title)
+    ax.legend()
+    return fig
