@@ -7,6 +7,10 @@ import sys
 from typing import Sequence
 
 from .errors import RayragError
+from .eval.config import EvaluateConfig
+
+# Job name (module in jobs/) -> its config class; tests load every YAML through this.
+JOB_CONFIGS = {"evaluate": EvaluateConfig, "quickstart": EvaluateConfig}
 
 
 def _add_job_args(p: argparse.ArgumentParser) -> None:
@@ -30,7 +34,6 @@ def _evaluate_parser(sub) -> None:
 
 def evaluate_config(args: argparse.Namespace):
     from .config import load_config
-    from .eval.config import EvaluateConfig
 
     return load_config(EvaluateConfig, args.config, args.overrides, dataset=args.dataset, split=args.split,
                        data_dir=args.data_dir, output_dir=args.output_dir, retrievers=args.retrievers)
@@ -52,17 +55,17 @@ def _quickstart_parser(sub) -> None:
                        description="Evaluate the built-in retrievers on SciFact test and print a table.")
     _add_job_args(p)
     p.add_argument("--data-dir", help="folder holding scifact/ (default $RAYRAG_DATA_DIR)")
-    p.add_argument("--output-dir", default="out/quickstart")
+    p.add_argument("--output-dir", help="default out/quickstart")
     p.set_defaults(func=_cmd_quickstart)
 
 
 def _cmd_quickstart(args) -> int:
     from .config import load_config
-    from .eval.config import EvaluateConfig
     from .eval.job import run_evaluate
     from .eval.report import format_table
 
-    cfg = load_config(EvaluateConfig, args.config, args.overrides, data_dir=args.data_dir,
+    defaults = [] if args.config else ["output_dir=out/quickstart"]
+    cfg = load_config(EvaluateConfig, args.config, defaults + list(args.overrides), data_dir=args.data_dir,
                       output_dir=args.output_dir)
     print(f"[quickstart] evaluating {', '.join(cfg.retrievers)} on {cfg.dataset}/{cfg.split}", flush=True)
     result = run_evaluate(cfg)

@@ -1,0 +1,49 @@
+import pytest
+
+from rayrag.assets import BUILTINS, resolve_model
+from rayrag.errors import ModelNotFoundError
+
+
+@pytest.mark.parametrize("name", ["minilm", "splade-tiny"])
+def test_builtin_names_resolve_to_real_weights(name):
+    from transformers import AutoConfig
+
+    m = resolve_model(name)
+    assert m.kind == BUILTINS[name].kind
+    cfg = AutoConfig.from_pretrained(m.path)
+    assert cfg.model_type == "bert"
+
+
+def test_smollm2_is_converted_once_to_an_fp32_folder(tmp_path, monkeypatch):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.setenv("RAYRAG_CACHE_DIR", str(tmp_path))
+    m = resolve_model("smollm2-135m")
+    assert m.path.startswith(str(tmp_path)) and m.kind == "causal"
+    model = AutoModelForCausalLM.from_pretrained(m.path, dtype=torch.float32)
+    assert model.config.hidden_size == 576 and not hasattr(model.config, "quantization_config")
+    assert next(model.parameters()).dtype == torch.float32
+    assert not [p for p in tmp_path.rglob(".smollm2-*")], "no temp folder left behind"
+    assert resolve_model("smollm2-135m").path == m.path  # second call reuses the cache
+
+
+def test_local_folder_resolves(tiny_bert):
+    m = resolve_model(str(tiny_bert))
+    assert m.path == str(tiny_bert.resolve()) and m.kind is None
+
+
+@pytest.mark.parametrize("name, message", [
+    ("no-such-model", "unknown model 'no-such-model'"),
+    ("", "non-empty string"),
+    ("org-that-does-not-exist/model-xyz", "neither in the local HF cache nor downloadable"),
+])
+def test_unresolvable_names_say_what_to_do(name, message, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError, match=message):
+        resolve_model(name)
+
+
+def test_folder_without_config_is_rejected(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="not a Hugging Face model folder"):
+        resolve_model(str(tmp_path))
