@@ -1,0 +1,88 @@
+"""MLflow tracking in both modes: embedded SQLite store, and a real `mlflow server` on 127.0.0.1."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from mlflow import MlflowClient
+
+from rayrag import tracking
+from tests.conftest import free_port
+
+
+def _log_a_job(tmp_path) -> str:
+    art = tmp_path / "result.json"
+    art.write_text('{"ok": 1}\n')
+    with tracking.job_run("evaluate", {"dataset": "scifact", "options": {"k1": 0.9}, "retrievers": ["bm25"]},
+                          dataset="scifact", experiment="t") as jr:
+        jr.log_metrics({"bm25/ndcg@10": 0.5})
+        jr.log_artifact(art)
+        return jr.run_id
+
+
+def _check_run(uri: str, run_id: str) -> None:
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"dataset": "scifact", "options.k1": "0.9", "retrievers": "bm25"}
+    assert run.data.metrics == {"bm25/ndcg_at_10": 0.5}
+    tags = run.data.tags
+    assert tags["rayrag.job"] == "evaluate" and tags["rayrag.dataset"] == "scifact"
+    assert len(tags["mlflow.source.git.commit"]) in (40, 7) or tags["mlflow.source.git.commit"] == "unknown"
+    assert [a.path for a in client.list_artifacts(run_id)] == ["result.json"]
+
+
+def test_embedded_sqlite_store_needs_no_server(tmp_path):
+    run_id = _log_a_job(tmp_path)
+    uri = tracking.tracking_uri()
+    assert uri.startswith("sqlite:///") and uri.endswith("/mlflow/mlflow.db")
+    home = Path(os.environ["RAYRAG_HOME"])
+    assert Path(uri[len("sqlite:///"):]).is_file() and str(home) in uri
+    _check_run(uri, run_id)
+    # artifacts land under $RAYRAG_HOME, not the cwd
+    assert list(home.rglob("result.json"))
+
+
+def test_failed_job_marks_the_run_failed(tmp_path):
+    with pytest.raises(RuntimeError):
+        with tracking.job_run("evaluate", {}, experiment="t") as jr:
+            run_id = jr.run_id
+            raise RuntimeError("boom")
+    assert MlflowClient(tracking.tracking_uri()).get_run(run_id).info.status == "FAILED"
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"mlflow server did not start (exit code {proc.poll()})")
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+def test_tracking_server_via_MLFLOW_TRACKING_URI(tmp_path, monkeypatch, mlflow_server):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    run_id = _log_a_job(tmp_path)
+    _check_run(mlflow_server, run_id)
+    assert list((tmp_path / "server-artifacts").rglob("result.json")), "artifact went through the server"
+    assert not (Path(os.environ["RAYRAG_HOME"]) / "mlflow").exists(), "nothing written to the embedded store"
