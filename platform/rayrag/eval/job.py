@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..assets import resolve_model
 from ..config import to_dict
 from ..data.beir import load_beir
 from ..data.locate import dataset_dir
@@ -66,6 +67,9 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     from .report import plot_recall_curves
 
     dataset = load_beir(dataset_dir(cfg.dataset, cfg.data_dir), cfg.split)
+    for spec in cfg.retrievers:  # fail on a bad model name now, not inside a Ray task later
+        if spec != "bm25":
+            resolve_model(spec.partition(":")[2] or spec)
     out = Path(cfg.output_dir).resolve()
     (out / "runs").mkdir(parents=True, exist_ok=True)
     started = init_ray(cfg.num_cpus)
