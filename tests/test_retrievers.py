@@ -6,6 +6,7 @@ from rayrag.data.beir import Document
 from rayrag.errors import ConfigError
 from rayrag.models.dense import pool
 from rayrag.search import build_retriever, top_k_rows
+from rayrag.search.options import RetrieverOptions
 
 CORPUS = {
     "d1": Document("Aspirin", "Aspirin reduces the risk of heart attack."),
@@ -48,7 +49,7 @@ def test_builtin_retrievers_rank_the_relevant_document_first(spec):
 
 
 def test_dense_retriever_from_a_local_folder(tiny_bert):
-    r = build_retriever(f"dense:{tiny_bert}", {"batch_size": 2})
+    r = build_retriever(f"dense:{tiny_bert}", RetrieverOptions(batch_size=2))
     r.index(CORPUS)
     emb = r._emb
     assert emb.shape == (3, 32) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)

@@ -7,10 +7,13 @@ import sys
 from typing import Sequence
 
 from .errors import RayragError
+from .encode.config import EncodeConfig
 from .eval.config import EvaluateConfig
+from .index.build import IndexConfig
 
 # Job name (module in jobs/) -> its config class; tests load every YAML through this.
-JOB_CONFIGS = {"evaluate": EvaluateConfig, "quickstart": EvaluateConfig}
+JOB_CONFIGS = {"evaluate": EvaluateConfig, "quickstart": EvaluateConfig, "encode": EncodeConfig,
+               "index": IndexConfig}
 
 
 def _add_job_args(p: argparse.ArgumentParser) -> None:
@@ -47,6 +50,53 @@ def _cmd_evaluate(args) -> int:
     result = run_evaluate(cfg)
     print(format_table(result))
     print(f"\nresult: {cfg.output_dir}/result.json  MLflow run {result['mlflow_run_id']} ({result['tracking_uri']})")
+    return 0
+
+
+def _encode_parser(sub) -> None:
+    p = sub.add_parser("encode", help="encode a corpus into embedding shards with Ray Data",
+                       description="Stream a corpus through a Ray Data actor pool of encoders into resumable "
+                                   "Parquet shards plus a manifest.")
+    _add_job_args(p)
+    p.add_argument("--model", help="built-in name, folder or HF id (default minilm)")
+    p.add_argument("--dataset", help="dataset under the data dir (encodes its corpus.jsonl)")
+    p.add_argument("--corpus", help="a corpus file instead: BEIR .jsonl or .parquet")
+    p.add_argument("--data-dir")
+    p.add_argument("--output-dir")
+    p.set_defaults(func=_cmd_encode)
+
+
+def _cmd_encode(args) -> int:
+    from .config import load_config
+    from .encode.pipeline import run_encode
+
+    cfg = load_config(EncodeConfig, args.config, args.overrides, model=args.model, dataset=args.dataset,
+                      corpus=args.corpus, data_dir=args.data_dir, output_dir=args.output_dir)
+    m = run_encode(cfg)
+    print(f"{m['count']} {m['kind']} vectors (dim {m['dim']}) in {cfg.output_dir}; manifest.json written")
+    return 0
+
+
+def _index_parser(sub) -> None:
+    p = sub.add_parser("index", help="build a FAISS or inverted index from encode output",
+                       description="Build Flat / HNSW / IVF-PQ (dense) or an inverted index (sparse) from an "
+                                   "encode output folder; saved with ids and a checksummed manifest.")
+    _add_job_args(p)
+    p.add_argument("--embeddings", help="encode output folder")
+    p.add_argument("--output-dir")
+    p.add_argument("--kind", help="flat | hnsw | ivfpq (dense only)")
+    p.set_defaults(func=_cmd_index)
+
+
+def _cmd_index(args) -> int:
+    from .config import load_config
+    from .index.build import run_index
+
+    extra = [f"faiss.kind={args.kind}"] if args.kind else []
+    cfg = load_config(IndexConfig, args.config, list(args.overrides) + extra, embeddings=args.embeddings,
+                      output_dir=args.output_dir)
+    m = run_index(cfg)
+    print(f"index of {m['count']} vectors in {cfg.output_dir}")
     return 0
 
 
@@ -146,9 +196,11 @@ def _cmd_models_resolve(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rayrag", description="Retrieval for RAG on Ray.")
     sub = p.add_subparsers(dest="command", required=True,
-                           metavar="{quickstart,evaluate,data,models}")
+                           metavar="{quickstart,evaluate,encode,index,data,models}")
     _quickstart_parser(sub)
     _evaluate_parser(sub)
+    _encode_parser(sub)
+    _index_parser(sub)
     _data_parser(sub)
     _models_parser(sub)
     return p

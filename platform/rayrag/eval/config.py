@@ -4,19 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
+from ..search.options import RetrieverOptions
 from .metrics import parse_metric
 
 DEFAULT_RETRIEVERS = ["bm25", "minilm", "splade-tiny"]
-
-
-@dataclass
-class RetrieverOptions:
-    batch_size: int = 64  # dense encoding batch
-    sparse_batch_size: int = 16  # SPLADE: logits are [B, T, 30k], keep B small
-    max_length: int | None = None  # None: the model's own (MiniLM: 256)
-    sparse_max_length: int = 256
-    bm25_k1: float = 0.9
-    bm25_b: float = 0.4
 
 
 @dataclass

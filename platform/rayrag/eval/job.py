@@ -18,23 +18,14 @@ from ..assets import resolve_model
 from ..config import to_dict
 from ..data.beir import load_beir
 from ..data.locate import dataset_dir
-from .config import EvaluateConfig, RetrieverOptions
+from ..search.options import RetrieverOptions
+from ..search.registry import Spec, parse_spec
+from .config import EvaluateConfig
 from .metrics import evaluate
 from .trec import write_run
 
 
-def retriever_kwargs(spec: str, o: RetrieverOptions) -> dict[str, Any]:
-    from ..assets import BUILTINS
-
-    kind = "bm25" if spec == "bm25" else (BUILTINS[spec].kind if spec in BUILTINS else spec.split(":")[0])
-    if kind == "bm25":
-        return {"k1": o.bm25_k1, "b": o.bm25_b}
-    if kind == "dense":
-        return {"batch_size": o.batch_size, "max_length": o.max_length}
-    return {"batch_size": o.sparse_batch_size, "max_length": o.sparse_max_length}
-
-
-def _retrieve(spec: str, kwargs: dict, corpus: dict, queries: dict, depth: int, threads: int):
+def _retrieve(spec: str, options: RetrieverOptions, corpus: dict, queries: dict, depth: int, threads: int):
     """Runs inside a Ray task: index, search, and return the run with timings."""
     import torch
 
@@ -42,12 +33,21 @@ def _retrieve(spec: str, kwargs: dict, corpus: dict, queries: dict, depth: int, 
 
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    retriever = build_retriever(spec, kwargs)
+    retriever = build_retriever(spec, options)
     retriever.index(corpus)
     t1 = time.perf_counter()
     run = retriever.search(queries, depth)
     t2 = time.perf_counter()
     return run, {"index_s": t1 - t0, "search_s": t2 - t1}
+
+
+def _check_indexes(spec: Spec) -> None:
+    if spec.kind == "index":
+        from ..index.store import load_index
+
+        load_index(spec.arg)  # checksums, sizes, dimension
+    for p in spec.parts:
+        _check_indexes(p)
 
 
 def _atomic_json(path: Path, data: dict) -> None:
@@ -67,9 +67,11 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     from .report import plot_recall_curves
 
     dataset = load_beir(dataset_dir(cfg.dataset, cfg.data_dir), cfg.split)
-    for spec in cfg.retrievers:  # fail on a bad model name now, not inside a Ray task later
-        if spec != "bm25":
-            resolve_model(spec.partition(":")[2] or spec)
+    for spec in cfg.retrievers:  # fail on a bad model or index now, not inside a Ray task later
+        parsed = parse_spec(spec)
+        for model in parsed.models():
+            resolve_model(model)
+        _check_indexes(parsed)
     out = Path(cfg.output_dir).resolve()
     (out / "runs").mkdir(parents=True, exist_ok=True)
     started = init_ray(cfg.num_cpus)
@@ -79,7 +81,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
         threads = max(1, int(round(cfg.cpus_per_retriever)))
         pending = {
             remote.options(num_cpus=cfg.cpus_per_retriever, name=f"retrieve:{spec}").remote(
-                spec, retriever_kwargs(spec, cfg.options), corpus_ref, queries_ref, cfg.depth, threads): spec
+                spec, cfg.options, corpus_ref, queries_ref, cfg.depth, threads): spec
             for spec in cfg.retrievers
         }
         curve_ks = [k for k in (1, 3, 5, 10, 20, 50, 100, 200, 500, 1000) if k <= cfg.depth]

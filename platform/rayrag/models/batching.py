@@ -1,6 +1,7 @@
 """Length-sorted batching: padding only to the longest text of similar-length neighbours."""
 from __future__ import annotations
 
+import sys
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -19,7 +20,9 @@ def length_sorted_batches(texts: Sequence[str], batch_size: int, desc: str | Non
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     order = np.argsort([-len(t) for t in texts], kind="stable")
     starts = range(0, len(order), batch_size)
-    for s in tqdm(starts, desc=desc, unit="batch", disable=not progress or desc is None):
+    # Off a terminal (Ray worker logs, CI) every redraw is a new log line: redraw rarely.
+    interval = 0.1 if sys.stderr.isatty() else 15.0
+    for s in tqdm(starts, desc=desc, unit="batch", disable=not progress or desc is None, mininterval=interval):
         idx = order[s:s + batch_size]
         yield idx, [texts[i] for i in idx]
 

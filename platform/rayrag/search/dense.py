@@ -13,8 +13,12 @@ from .base import Retriever, Run, top_k_rows
 class DenseRetriever(Retriever):
     def __init__(self, model: str, batch_size: int = 64, max_length: int | None = None,
                  query_prefix: str = "", doc_prefix: str = "", pooling: str | None = None,
-                 name: str | None = None):
+                 name: str | None = None, ann=None):
+        """``ann``: FaissParams to search a FAISS index built over the embeddings instead of
+        exact search (``minilm+hnsw``)."""
         self.name = name or model
+        self.ann = ann
+        self._faiss = None
         self.encoder = DenseEncoder(model, pooling=pooling, max_length=max_length,
                                     query_prefix=query_prefix, doc_prefix=doc_prefix)
         self.batch_size = batch_size
@@ -25,6 +29,10 @@ class DenseRetriever(Retriever):
         self._ids = list(corpus)
         self._emb = self.encoder.encode_docs([corpus[i].full_text for i in self._ids],
                                              batch_size=self.batch_size, desc=f"{self.name}: encode corpus")
+        if self.ann is not None:
+            from ..index.faiss_index import build_faiss
+
+            self._faiss = build_faiss(self._emb, self.ann)
 
     def search(self, queries: Mapping[str, str], k: int, chunk: int = 1024) -> Run:
         self._check_k(k)
@@ -34,6 +42,12 @@ class DenseRetriever(Retriever):
         q = self.encoder.encode_queries([queries[i] for i in qids], batch_size=self.batch_size,
                                         desc=f"{self.name}: encode queries")
         run: Run = {}
+        if self._faiss is not None:
+            from ..index.faiss_index import search_faiss
+
+            vals, idx = search_faiss(self._faiss, q, k)
+            return {qid: [(self._ids[j], float(v)) for j, v in zip(idx[r], vals[r]) if j >= 0]
+                    for r, qid in enumerate(qids)}
         for s in range(0, len(qids), chunk):  # bounds the [chunk, N] score matrix
             idx, vals = top_k_rows(q[s:s + chunk] @ self._emb.T, k)
             for row, qid in enumerate(qids[s:s + chunk]):

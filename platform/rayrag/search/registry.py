@@ -1,49 +1,132 @@
 """Retriever names used in configs -> constructed retrievers.
 
-  bm25                 BM25 (bm25s)
-  minilm               dense exact search with the built-in MiniLM
-  splade-tiny          SPLADE with the built-in SPLADE-tiny
-  dense:<model>        dense exact search with any model name, folder or HF id
-  splade:<model>       SPLADE with any masked-LM name, folder or HF id
+  bm25                       BM25 (bm25s)
+  minilm, splade-tiny        built-in dense / SPLADE models, exact search
+  dense:<model>              dense exact search with any model name, folder or HF id
+  splade:<model>             SPLADE with any masked-LM name, folder or HF id
+  <dense>+flat|hnsw|ivfpq    the dense retriever searched through a FAISS index (minilm+hnsw)
+  index:<folder>             a saved index (from the index job); its query encoder from its manifest
+  rrf(a,b,...)               reciprocal rank fusion of the parts
+  hybrid(a,b,...)            weighted sum of per-query min-max normalised scores
 """
 from __future__ import annotations
 
-from typing import Any
+import copy
+from dataclasses import dataclass
 
 from ..assets import BUILTINS
 from ..errors import ConfigError
 from .base import Retriever
+from .options import RetrieverOptions
+
+ANN_KINDS = ("flat", "hnsw", "ivfpq")
+
+
+@dataclass(frozen=True)
+class Spec:
+    kind: str  # bm25 | dense | splade | index | rrf | hybrid
+    arg: str = ""  # model name / folder
+    ann: str | None = None
+    parts: tuple["Spec", ...] = ()
+
+    def models(self) -> list[str]:
+        own = [self.arg] if self.kind in ("dense", "splade") else []
+        return own + [m for p in self.parts for m in p.models()]
 
 
 def retriever_names() -> list[str]:
-    return ["bm25"] + [n for n, b in BUILTINS.items() if b.kind in ("dense", "splade")] + [
-        "dense:<model>", "splade:<model>"]
+    return ["bm25", "minilm", "splade-tiny", "dense:<model>", "splade:<model>", "<dense>+hnsw|ivfpq|flat",
+            "index:<folder>", "rrf(a,b,...)", "hybrid(a,b,...)"]
 
 
-def validate_spec(spec: str) -> None:
-    kind, _, arg = spec.partition(":")
-    if spec == "bm25" or (spec in BUILTINS and BUILTINS[spec].kind in ("dense", "splade")):
-        return
-    if kind in ("dense", "splade") and arg:
-        return
-    raise ConfigError(f"unknown retriever {spec!r}; valid: {', '.join(retriever_names())}")
+class _Unbalanced(Exception):
+    pass
 
 
-def build_retriever(spec: str, options: dict[str, Any] | None = None) -> Retriever:
-    """``options`` are keyword arguments for the retriever class (batch_size, max_length, ...)."""
-    validate_spec(spec)
-    options = dict(options or {})
-    if spec == "bm25":
+def _split_top(s: str) -> list[str]:
+    parts, depth, cur = [], 0, ""
+    for c in s:
+        if c == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+            continue
+        depth += (c == "(") - (c == ")")
+        if depth < 0:
+            raise _Unbalanced
+        cur += c
+    if depth:
+        raise _Unbalanced
+    return parts + [cur]
+
+
+def parse_spec(spec: str) -> Spec:
+    s = spec.strip()
+    try:
+        for fusion in ("rrf", "hybrid"):
+            if s.startswith(fusion + "(") and s.endswith(")"):
+                parts = tuple(parse_spec(p) for p in _split_top(s[len(fusion) + 1:-1]))
+                if len(parts) < 2:
+                    raise ConfigError(f"{spec!r}: fusion needs at least two retrievers")
+                return Spec(fusion, parts=parts)
+    except _Unbalanced:
+        raise ConfigError(f"unbalanced parentheses in retriever {spec!r}") from None
+    base, plus, ann = s.partition("+")
+    if plus and ann not in ANN_KINDS:
+        raise ConfigError(f"{spec!r}: index kind after '+' must be one of {ANN_KINDS}")
+    kind, colon, arg = base.partition(":")
+    if base == "bm25":
+        if plus:
+            raise ConfigError(f"{spec!r}: '+{ann}' applies to dense retrievers only")
+        return Spec("bm25")
+    if base in BUILTINS and BUILTINS[base].kind in ("dense", "splade"):
+        kind, arg = BUILTINS[base].kind, base
+    elif not (colon and arg and kind in ("dense", "splade", "index")):
+        raise ConfigError(f"unknown retriever {spec!r}; valid: {', '.join(retriever_names())}")
+    if plus and kind != "dense":
+        raise ConfigError(f"{spec!r}: '+{ann}' applies to dense retrievers only")
+    return Spec(kind, arg, ann or None)
+
+
+def validate_spec(spec: str) -> Spec:
+    return parse_spec(spec)
+
+
+def build_retriever(spec: str, options: RetrieverOptions | None = None) -> Retriever:
+    return _build(parse_spec(spec), spec.strip(), options or RetrieverOptions())
+
+
+def _build(s: Spec, name: str, o: RetrieverOptions) -> Retriever:
+    if s.kind == "bm25":
         from .bm25 import BM25Retriever
 
-        return BM25Retriever(**options)
-    kind, _, model = spec.partition(":")
-    if not model:  # a built-in name
-        kind, model = BUILTINS[spec].kind, spec
-    if kind == "dense":
+        return BM25Retriever(k1=o.bm25_k1, b=o.bm25_b, name=name)
+    if s.kind == "dense":
         from .dense import DenseRetriever
 
-        return DenseRetriever(model, name=spec, **options)
-    from .sparse import SpladeRetriever
+        ann = None
+        if s.ann:
+            ann = copy.deepcopy(o.faiss)
+            ann.kind = s.ann
+        return DenseRetriever(s.arg, batch_size=o.batch_size, max_length=o.max_length, name=name, ann=ann)
+    if s.kind == "splade":
+        from .sparse import SpladeRetriever
 
-    return SpladeRetriever(model, name=spec, **options)
+        return SpladeRetriever(s.arg, batch_size=o.sparse_batch_size, max_length=o.sparse_max_length, name=name)
+    if s.kind == "index":
+        from .indexed import IndexRetriever
+
+        return IndexRetriever(s.arg, name=name, batch_size=o.batch_size, max_length=o.max_length, faiss=o.faiss)
+    from .fusion import FusionRetriever
+
+    parts = [_build(p, _name(p), o) for p in s.parts]
+    return FusionRetriever(parts, "rrf" if s.kind == "rrf" else "wsum", name, rrf_k=o.rrf_k,
+                           weights=o.fusion_weights, depth=o.fusion_depth)
+
+
+def _name(s: Spec) -> str:
+    if s.kind == "bm25":
+        return "bm25"
+    if s.kind in ("rrf", "hybrid"):
+        return f"{s.kind}({','.join(_name(p) for p in s.parts)})"
+    base = s.arg if s.arg in BUILTINS else f"{s.kind}:{s.arg}"
+    return base + (f"+{s.ann}" if s.ann else "")

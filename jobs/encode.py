@@ -1,0 +1,12 @@
+"""Encode a corpus into embedding shards with a Ray Data actor pool.
+
+    python -m jobs.encode --config jobs/configs/encode_scifact_minilm.yaml
+    python -m jobs.encode --model splade-tiny --dataset scifact --output-dir out/enc-splade
+    ray job submit --address http://127.0.0.1:8265 --working-dir . -- python -m jobs.encode --config jobs/configs/encode_scifact_minilm.yaml
+"""
+import sys
+
+from rayrag.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["encode", *sys.argv[1:]]))

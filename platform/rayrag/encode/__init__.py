@@ -1,0 +1,1 @@
+"""Ray Data pipelines: corpus encoding into resumable embedding shards."""

@@ -1,0 +1,159 @@
+"""The encode job: corpus -> Ray Data actor pool -> embedding shards + manifest.
+
+Resumable and idempotent: the corpus is cut into deterministic shards (``shards.py``), each
+shard is committed atomically (``store.py``), and a restarted job only hands unfinished
+shards to the actors. A job whose manifest already exists for the same plan returns at once.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from ..config import to_dict
+from ..errors import ConfigError, DataError
+from .config import EncodeConfig
+from .shards import ShardSpec, plan_shards
+from .store import atomic_write_json, clean_temp_files, finished_shard, load_manifest
+
+
+def model_fingerprint(path: str) -> str:
+    """sha256 over the config and weight files: changes whenever the weights change."""
+    import hashlib
+
+    from .store import sha256_file
+
+    h = hashlib.sha256()
+    folder = Path(path)
+    for f in sorted(folder.iterdir()):
+        if f.name == "config.json" or f.suffix in (".safetensors", ".bin", ".pt") and f.is_file():
+            h.update(f.name.encode())
+            h.update(sha256_file(f).encode())
+    return h.hexdigest()
+
+
+def _model_info(cfg: EncodeConfig) -> dict:
+    from transformers import AutoConfig
+
+    from ..assets import resolve_model
+
+    resolved = resolve_model(cfg.model)
+    kind = cfg.kind or {"dense": "dense", "splade": "sparse"}.get(resolved.kind or "", None)
+    if kind is None:
+        raise ConfigError(f"model {cfg.model!r}: say kind=dense or kind=sparse")
+    hf = AutoConfig.from_pretrained(resolved.path)
+    dim = int(hf.hidden_size if kind == "dense" else hf.vocab_size)
+    return {"model": cfg.model, "model_path": resolved.path, "model_version": model_fingerprint(resolved.path),
+            "kind": kind, "dim": dim}
+
+
+def _corpus_path(cfg: EncodeConfig) -> Path:
+    if cfg.corpus:
+        return Path(cfg.corpus)
+    from ..data.locate import dataset_dir
+
+    return dataset_dir(cfg.dataset, cfg.data_dir) / "corpus.jsonl"
+
+
+def _prepare_output(out: Path, plan_record: dict, overwrite: bool) -> dict | None:
+    """Return the existing manifest when this exact plan is already finished."""
+    plan_file = out / "plan.json"
+    if plan_file.is_file():
+        import json
+
+        old = json.loads(plan_file.read_text())
+        if old != plan_record:
+            if not overwrite:
+                changed = sorted(k for k in set(old) | set(plan_record) if old.get(k) != plan_record.get(k))
+                raise ConfigError(f"{out} holds an encode of a different plan (changed: {', '.join(changed)}); "
+                                  f"use another output_dir or overwrite=true")
+            shutil.rmtree(out / "shards", ignore_errors=True)
+            (out / "manifest.json").unlink(missing_ok=True)
+        elif (out / "manifest.json").is_file():
+            return load_manifest(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "shards").mkdir(exist_ok=True)
+    atomic_write_json(plan_file, plan_record)
+    clean_temp_files(out)
+    return None
+
+
+def _check_unique_ids(out: Path, infos: list[dict]) -> None:
+    import pyarrow.parquet as pq
+
+    seen: set[str] = set()
+    for info in infos:
+        for doc_id in pq.read_table(out / info["file"], columns=["id"]).column("id").to_pylist():
+            if doc_id in seen:
+                raise DataError(f"duplicate document id {doc_id!r} in the corpus (found in {info['file']})")
+            seen.add(doc_id)
+
+
+def run_encode(cfg: EncodeConfig) -> dict:
+    import ray
+    from tqdm.auto import tqdm
+
+    from .. import tracking
+    from ..ray_utils import init_ray
+    from .actor import ShardEncoder
+
+    corpus = _corpus_path(cfg)
+    model = _model_info(cfg)
+    plan = plan_shards(corpus, cfg.docs_per_shard)
+    out = Path(cfg.output_dir).resolve()
+    plan_record = {"corpus": plan.corpus, "corpus_sha256": plan.corpus_sha256, "num_docs": plan.num_docs,
+                   "docs_per_shard": cfg.docs_per_shard, "max_length": cfg.max_length,
+                   "sparse_top_k": cfg.sparse_top_k if model["kind"] == "sparse" else None,
+                   **{k: model[k] for k in ("model", "model_version", "kind", "dim")}}
+    done = _prepare_output(out, plan_record, cfg.overwrite)
+    if done is not None:
+        print(f"[encode] {out} is already complete ({done['count']} vectors); nothing to do", flush=True)
+        return done
+    pending = [s for s in plan.shards if finished_shard(out, s.index, s.count) is None]
+    print(f"[encode] {plan.num_docs} docs in {len(plan.shards)} shards; {len(pending)} to encode "
+          f"({len(plan.shards) - len(pending)} already done)", flush=True)
+
+    started = init_ray()
+    t0 = time.perf_counter()
+    try:
+        with tracking.job_run("encode", to_dict(cfg), dataset=cfg.dataset or Path(plan.corpus).name,
+                              experiment=cfg.experiment, tags={"rayrag.model": cfg.model}) as jr:
+            if pending:
+                ctx = ray.data.DataContext.get_current()
+                ctx.enable_progress_bars = False  # one bar below, in documents
+                threads = cfg.threads_per_actor or max(1, int(round(cfg.cpus_per_actor)))
+                ds = ray.data.from_items([s.to_dict() for s in pending], override_num_blocks=len(pending))
+                encoded = ds.map_batches(
+                    ShardEncoder, batch_size=1, batch_format="numpy",
+                    compute=ray.data.ActorPoolStrategy(size=min(cfg.num_actors, len(pending))),
+                    num_cpus=cfg.cpus_per_actor, num_gpus=cfg.gpus_per_actor or None,
+                    fn_constructor_kwargs=dict(model=cfg.model, kind=model["kind"], out=str(out),
+                                               batch_size=cfg.batch_size, max_length=cfg.max_length,
+                                               threads=threads, sparse_top_k=cfg.sparse_top_k))
+                with tqdm(total=sum(s.count for s in pending), desc="encode", unit="doc") as bar:
+                    for row in encoded.iter_rows():
+                        bar.update(int(row["count"]))
+            wall = time.perf_counter() - t0
+            infos = []
+            for s in plan.shards:
+                info = finished_shard(out, s.index, s.count)
+                if info is None:
+                    raise DataError(f"shard {s.index} did not finish; run the job again to resume")
+                infos.append(info)
+            _check_unique_ids(out, infos)
+            manifest = {**model, "dtype": "float32", "count": sum(i["count"] for i in infos),
+                        "shards": infos, "corpus": plan.corpus, "corpus_sha256": plan.corpus_sha256,
+                        "format": "dense: id, vector[dim]" if model["kind"] == "dense"
+                        else "sparse: id, indices[], values[]", "config": to_dict(cfg),
+                        "mlflow_run_id": jr.run_id}
+            atomic_write_json(out / "manifest.json", manifest)
+            docs = sum(s.count for s in pending)
+            jr.log_metrics({"docs": manifest["count"], "docs_encoded_now": docs, "wall_s": wall,
+                            "docs_per_s": docs / wall if wall > 0 and docs else 0.0})
+            jr.log_artifact(out / "manifest.json")
+            print(f"[encode] wrote {manifest['count']} vectors to {out} in {wall:.1f}s", flush=True)
+            return manifest
+    finally:
+        if started:
+            ray.shutdown()

@@ -1,0 +1,181 @@
+"""Embedding shards on disk: Parquet files written atomically, plus the manifest.
+
+Layout of an encode output folder::
+
+    plan.json                   what is being encoded (corpus checksum, model, shard size)
+    shards/shard-00007.parquet  dense: (id, vector) | sparse: (id, indices, values)
+    shards/shard-00007.json     written after the parquet: count + sha256 = "this shard is done"
+    manifest.json               written last: the folder is complete
+
+A shard without its .json sidecar (or whose checksum does not match) is redone on resume,
+so a kill at any moment leaves exactly one copy of every finished document.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import DataError
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: dict) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def shard_paths(out: Path, index: int) -> tuple[Path, Path]:
+    base = out / "shards" / f"shard-{index:05d}"
+    return base.with_suffix(".parquet"), base.with_suffix(".json")
+
+
+def write_dense_shard(out: Path, index: int, ids: list[str], vectors: np.ndarray) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    dim = vectors.shape[1]
+    table = pa.table({
+        "id": pa.array(ids, pa.string()),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.astype(np.float32).ravel()), dim),
+    })
+    return _write_table(out, index, table)
+
+
+def write_sparse_shard(out: Path, index: int, ids: list[str], matrix) -> dict:
+    """``matrix``: scipy CSR [n, vocab]."""
+    import pyarrow as pa
+
+    matrix = matrix.tocsr()
+    offsets = pa.array(matrix.indptr.astype(np.int32))
+    table = pa.table({
+        "id": pa.array(ids, pa.string()),
+        "indices": pa.ListArray.from_arrays(offsets, pa.array(matrix.indices.astype(np.int32))),
+        "values": pa.ListArray.from_arrays(offsets, pa.array(matrix.data.astype(np.float32))),
+    })
+    return _write_table(out, index, table)
+
+
+def _write_table(out: Path, index: int, table) -> dict:
+    import pyarrow.parquet as pq
+
+    parquet, sidecar = shard_paths(out, index)
+    parquet.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=parquet.parent, prefix=f".{parquet.name}.")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, parquet)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    info = {"shard": index, "file": f"shards/{parquet.name}", "count": table.num_rows,
+            "sha256": sha256_file(parquet)}
+    atomic_write_json(sidecar, info)  # the commit point of this shard
+    return info
+
+
+def finished_shard(out: Path, index: int, expected_count: int) -> dict | None:
+    """The shard's sidecar if the shard is complete and intact, else None (redo it)."""
+    parquet, sidecar = shard_paths(out, index)
+    if not (parquet.is_file() and sidecar.is_file()):
+        return None
+    try:
+        info = json.loads(sidecar.read_text())
+    except json.JSONDecodeError:
+        return None
+    if info.get("count") != expected_count or info.get("sha256") != sha256_file(parquet):
+        return None
+    return info
+
+
+def clean_temp_files(out: Path) -> None:
+    for p in (out / "shards").glob(".shard-*"):
+        p.unlink(missing_ok=True)
+
+
+def load_manifest(folder: str | Path) -> dict:
+    folder = Path(folder)
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise DataError(f"{folder} is not a finished encode output (no manifest.json)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: malformed JSON ({e.msg})") from None
+
+
+def iter_shards(folder: str | Path, verify: bool = True) -> Iterator[tuple[dict, "object"]]:
+    """Yield ``(shard_info, pyarrow.Table)`` for each shard of a finished encode output."""
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    manifest = load_manifest(folder)
+    for info in manifest["shards"]:
+        path = folder / info["file"]
+        if not path.is_file():
+            raise DataError(f"{path}: shard listed in the manifest is missing")
+        if verify and sha256_file(path) != info["sha256"]:
+            raise DataError(f"{path}: checksum mismatch (file changed or damaged since encoding)")
+        yield info, pq.read_table(path)
+
+
+def read_dense(folder: str | Path, verify: bool = True) -> tuple[list[str], np.ndarray]:
+    """All ids and vectors of a dense encode output (for indexing; memory = N x dim floats)."""
+    manifest = load_manifest(folder)
+    if manifest["kind"] != "dense":
+        raise DataError(f"{folder}: holds {manifest['kind']} vectors, not dense")
+    ids: list[str] = []
+    vecs = np.empty((manifest["count"], manifest["dim"]), dtype=np.float32)
+    row = 0
+    for _, table in iter_shards(folder, verify):
+        n = table.num_rows
+        ids.extend(table.column("id").to_pylist())
+        flat = table.column("vector").combine_chunks().flatten().to_numpy()
+        vecs[row:row + n] = flat.reshape(n, manifest["dim"])
+        row += n
+    if row != manifest["count"]:
+        raise DataError(f"{folder}: manifest says {manifest['count']} vectors, shards hold {row}")
+    return ids, vecs
+
+
+def read_sparse(folder: str | Path, verify: bool = True):
+    """All ids and a CSR [N, vocab] matrix of a sparse encode output."""
+    import scipy.sparse as sp
+
+    manifest = load_manifest(folder)
+    if manifest["kind"] != "sparse":
+        raise DataError(f"{folder}: holds {manifest['kind']} vectors, not sparse")
+    ids, blocks = [], []
+    for _, table in iter_shards(folder, verify):
+        ids.extend(table.column("id").to_pylist())
+        ind = table.column("indices").combine_chunks()
+        val = table.column("values").combine_chunks()
+        indptr = ind.offsets.to_numpy()
+        blocks.append(sp.csr_matrix((val.flatten().to_numpy(), ind.flatten().to_numpy(), indptr - indptr[0]),
+                                    shape=(table.num_rows, manifest["dim"])))
+    return ids, sp.vstack(blocks).tocsr()

@@ -1,0 +1,99 @@
+"""FAISS indexes over dense embedding shards: Flat (exact), HNSW, IVF-PQ with exact re-scoring.
+
+All use inner product: rayrag's dense encoders L2-normalise, so this is cosine similarity.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+
+KINDS = ("flat", "hnsw", "ivfpq")
+
+
+@dataclass
+class FaissParams:
+    kind: str = "hnsw"
+    hnsw_m: int = 32  # graph degree
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 128
+    ivf_nlist: int | None = None  # None: about 4 * sqrt(N)
+    pq_m: int = 48  # sub-quantizers; must divide dim (384 / 48 = 8 dims each)
+    pq_bits: int = 8
+    nprobe: int = 32
+    rescore: int = 4  # IVF-PQ: re-score rescore * k candidates with exact vectors (0 = off)
+    train_size: int = 100_000  # vectors sampled to train IVF-PQ
+    use_gpu: bool = True  # when faiss has GPUs (flat and IVF-PQ build/search)
+    seed: int = 0
+
+    def validate(self, dim: int | None = None) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(f"index kind must be one of {KINDS}, got {self.kind!r}")
+        if dim is not None and self.kind == "ivfpq" and dim % self.pq_m:
+            raise ConfigError(f"pq_m={self.pq_m} must divide the dimension {dim}")
+        if self.hnsw_m < 2 or self.nprobe < 1 or self.rescore < 0 or self.train_size < 1:
+            raise ConfigError("hnsw_m >= 2, nprobe >= 1, rescore >= 0, train_size >= 1 are required")
+
+
+def gpu_count() -> int:
+    import faiss
+
+    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+
+
+def build_faiss(vectors: np.ndarray, p: FaissParams):
+    """Build an index over ``vectors`` [N, d] float32 (row i gets id i)."""
+    import faiss
+
+    p.validate(vectors.shape[1])
+    n, d = vectors.shape
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if p.kind == "flat":
+        index = faiss.IndexFlatIP(d)
+        index.add(vectors)
+        return index
+    if p.kind == "hnsw":
+        index = faiss.IndexHNSWFlat(d, p.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = p.hnsw_ef_construction
+        index.hnsw.efSearch = p.hnsw_ef_search
+        index.add(vectors)
+        return index
+    nlist = p.ivf_nlist or max(1, min(int(4 * np.sqrt(n)), n // 39))  # FAISS wants >= 39 points per list
+    quantizer = faiss.IndexFlatIP(d)
+    ivfpq = faiss.IndexIVFPQ(quantizer, d, nlist, p.pq_m, p.pq_bits, faiss.METRIC_INNER_PRODUCT)
+    rng = np.random.default_rng(p.seed)
+    sample = vectors[rng.choice(n, size=min(p.train_size, n), replace=False)]
+    train_target = ivfpq
+    if p.use_gpu and gpu_count():
+        train_target = faiss.index_cpu_to_all_gpus(ivfpq)
+    train_target.train(sample)
+    if train_target is not ivfpq:
+        ivfpq = faiss.index_gpu_to_cpu(train_target)
+    ivfpq.nprobe = p.nprobe
+    index = ivfpq
+    if p.rescore:
+        # IndexRefineFlat keeps the exact vectors and re-ranks rescore*k PQ candidates.
+        index = faiss.IndexRefineFlat(ivfpq)
+        index.k_factor = float(p.rescore)
+    index.add(vectors)
+    return index
+
+
+def set_search_params(index, p: FaissParams) -> None:
+    import faiss
+
+    base = faiss.downcast_index(index.base_index) if isinstance(index, faiss.IndexRefine) else index
+    if hasattr(base, "hnsw"):
+        base.hnsw.efSearch = p.hnsw_ef_search
+    if hasattr(base, "nprobe"):
+        base.nprobe = p.nprobe
+    if isinstance(index, faiss.IndexRefine):
+        index.k_factor = float(p.rescore)
+
+
+def search_faiss(index, queries: np.ndarray, k: int, use_gpu: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """-> (scores [Q, k], rows [Q, k]); rows of -1 mean fewer than k results."""
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    return index.search(q, min(k, index.ntotal))

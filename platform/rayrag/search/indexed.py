@@ -1,0 +1,63 @@
+"""Retrieval from a saved index folder (``index:<path>``): the query encoder comes from its manifest."""
+from __future__ import annotations
+
+from typing import Mapping
+
+from ..data.beir import Document
+from ..index.faiss_index import FaissParams, search_faiss, set_search_params
+from ..index.store import load_index
+from .base import Retriever, Run
+
+
+class IndexRetriever(Retriever):
+    """Searches a prebuilt index; ``index()`` only checks the corpus matches the index's ids."""
+
+    def __init__(self, folder: str, name: str | None = None, batch_size: int = 64,
+                 max_length: int | None = None, faiss: FaissParams | None = None):
+        self.name = name or f"index:{folder}"
+        self.loaded = None
+        self.folder = folder
+        self.batch_size, self.max_length = batch_size, max_length
+        self.faiss_params = faiss
+
+    def index(self, corpus: Mapping[str, Document] | None = None) -> None:
+        from ..errors import DataError
+
+        probe = load_index(self.folder)
+        model = probe.manifest["model"]
+        from ..assets import BUILTINS
+
+        model_ref = model if model in BUILTINS else probe.manifest.get("model_path", model)
+        if probe.kind == "dense":
+            from ..models.dense import DenseEncoder
+
+            self.encoder = DenseEncoder(model_ref, max_length=self.max_length)
+            dim = self.encoder.dim
+        else:
+            from ..models.sparse import SpladeEncoder
+
+            self.encoder = SpladeEncoder(model_ref, max_length=self.max_length or 256)
+            dim = self.encoder.vocab_size
+        self.loaded = load_index(self.folder, expected_dim=dim)
+        if probe.kind == "dense" and self.faiss_params is not None:
+            set_search_params(self.loaded.index, self.faiss_params)
+        if corpus is not None:
+            missing = len(set(corpus) - set(self.loaded.ids))
+            if missing:
+                raise DataError(f"{self.folder}: {missing} documents of the evaluated corpus are not in the index")
+
+    def search(self, queries: Mapping[str, str], k: int) -> Run:
+        self._check_k(k)
+        if self.loaded is None:
+            self.index(None)
+        qids = list(queries)
+        texts = [queries[q] for q in qids]
+        ids = self.loaded.ids
+        if self.loaded.kind == "dense":
+            q = self.encoder.encode_queries(texts, batch_size=self.batch_size, desc=f"{self.name}: encode queries")
+            scores, rows = search_faiss(self.loaded.index, q, k)
+        else:
+            q = self.encoder.encode(texts, batch_size=self.batch_size, desc=f"{self.name}: encode queries")
+            rows, scores = self.loaded.index.search(q, k)
+        return {qid: [(ids[j], float(s)) for j, s in zip(rows[i], scores[i]) if j >= 0 and (
+            self.loaded.kind == "dense" or s > 0)] for i, qid in enumerate(qids)}

@@ -1,0 +1,20 @@
+"""Retriever settings shared by every job that builds retrievers from names."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..index.faiss_index import FaissParams
+
+
+@dataclass
+class RetrieverOptions:
+    batch_size: int = 64  # dense encoding batch
+    sparse_batch_size: int = 16  # SPLADE: the MLM head makes [tokens, 30k] logits, keep batches small
+    max_length: int | None = None  # None: the model's own (MiniLM: 256)
+    sparse_max_length: int = 256
+    bm25_k1: float = 0.9
+    bm25_b: float = 0.4
+    rrf_k: int = 60  # reciprocal rank fusion constant (Cormack et al., 2009)
+    fusion_weights: list[float] | None = None  # hybrid(): one weight per part; None = equal
+    fusion_depth: int = 1000  # candidates each part contributes to a fusion
+    faiss: FaissParams = field(default_factory=FaissParams)  # for "<model>+hnsw" etc.

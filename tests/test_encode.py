@@ -1,0 +1,176 @@
+"""The encode job on a real local Ray with Ray Data: dense and sparse shards, resume after a kill."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from rayrag.encode.config import EncodeConfig
+from rayrag.encode.pipeline import run_encode
+from rayrag.encode.shards import plan_shards, read_shard
+from rayrag.encode.store import read_dense, read_sparse
+from rayrag.errors import ConfigError, DataError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory, data_dir):
+    path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
+    lines = (data_dir / "scifact" / "corpus.jsonl").read_text().splitlines()[:300]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    yield
+    ray.shutdown()
+
+
+def test_shard_plan_covers_every_document_once(small_corpus):
+    plan = plan_shards(small_corpus, 64)
+    assert plan.num_docs == 300 and [s.count for s in plan.shards] == [64, 64, 64, 64, 44]
+    ids = [d for s in plan.shards for d, _ in read_shard(s)]
+    assert len(ids) == len(set(ids)) == 300
+    assert plan_shards(small_corpus, 64) == plan  # deterministic
+
+
+def test_parquet_corpus_is_sharded_by_row_group(tmp_path, small_corpus):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [json.loads(l) for l in small_corpus.read_text().splitlines()]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "c.parquet", row_group_size=50)
+    plan = plan_shards(tmp_path / "c.parquet", 100)
+    assert [s.count for s in plan.shards] == [100, 100, 100]
+    assert [d for s in plan.shards for d, _ in read_shard(s)] == [r["_id"] for r in rows]
+
+
+def test_dense_encode_equals_plain_encoding(tmp_path, small_corpus, tiny_bert, ray_local):
+    from rayrag.models.dense import DenseEncoder
+
+    cfg = EncodeConfig(model=str(tiny_bert), kind="dense", corpus=str(small_corpus), output_dir=str(tmp_path / "e"),
+                       docs_per_shard=64, batch_size=16, num_actors=2, max_length=128)
+    m = run_encode(cfg)
+    assert (m["count"], m["dim"], m["kind"], m["dtype"]) == (300, 32, "dense", "float32")
+    assert len(m["shards"]) == 5 and all(len(s["sha256"]) == 64 for s in m["shards"])
+    ids, vecs = read_dense(tmp_path / "e")
+    plan = plan_shards(small_corpus, 64)
+    texts = dict(t for s in plan.shards for t in read_shard(s))
+    assert sorted(ids) == sorted(texts)
+    ref = DenseEncoder(str(tiny_bert), max_length=128).encode([texts[i] for i in ids[:40]], progress=False)
+    assert np.allclose(vecs[:40], ref, atol=1e-5)
+    # idempotent: a second run finds the manifest and does nothing
+    assert run_encode(cfg)["mlflow_run_id"] == m["mlflow_run_id"]
+
+
+def test_sparse_encode(tmp_path, small_corpus, ray_local):
+    cfg = EncodeConfig(model="splade-tiny", corpus=str(small_corpus), output_dir=str(tmp_path / "s"),
+                       docs_per_shard=100, batch_size=16, num_actors=1, sparse_top_k=64)
+    m = run_encode(cfg)
+    assert (m["count"], m["dim"], m["kind"]) == (300, 30522, "sparse")
+    ids, mat = read_sparse(tmp_path / "s")
+    assert mat.shape == (300, 30522) and len(ids) == 300
+    nnz = np.diff(mat.indptr)
+    assert nnz.max() <= 64 and nnz.min() > 10
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"docs_per_shard": 32}, "different plan .*docs_per_shard"),
+    ({"max_length": 64}, "different plan .*max_length"),
+])
+def test_output_dir_of_another_plan_is_refused(tmp_path, small_corpus, tiny_bert, change, message):
+    out = tmp_path / "e"
+    out.mkdir()
+    base = dict(model=str(tiny_bert), kind="dense", corpus=str(small_corpus), output_dir=str(out), docs_per_shard=64)
+    from rayrag.encode.pipeline import _model_info, _prepare_output
+    from rayrag.config import from_dict
+
+    plan = plan_shards(small_corpus, 64)
+    model = _model_info(from_dict(EncodeConfig, base))
+    record = {"corpus": plan.corpus, "corpus_sha256": plan.corpus_sha256, "num_docs": plan.num_docs,
+              "docs_per_shard": 64, "max_length": None, "sparse_top_k": None,
+              **{k: model[k] for k in ("model", "model_version", "kind", "dim")}}
+    _prepare_output(out, record, overwrite=False)
+    with pytest.raises(ConfigError, match=message):
+        run_encode(from_dict(EncodeConfig, {**base, **change}))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"kind": "colbert"}, "kind must be dense or sparse"),
+    ({"num_actors": 0}, "num_actors must be >= 1"),
+    ({"dataset": None, "corpus": None}, "give dataset=<name> or corpus="),
+])
+def test_bad_encode_config(overrides, message):
+    from rayrag.config import from_dict
+
+    with pytest.raises(ConfigError, match=message):
+        from_dict(EncodeConfig, overrides)
+
+
+def test_bad_corpus_fails_before_ray(tmp_path):
+    (tmp_path / "c.txt").write_text("x")
+    with pytest.raises(DataError, match="must be BEIR .jsonl or .parquet"):
+        run_encode(EncodeConfig(corpus=str(tmp_path / "c.txt"), output_dir=str(tmp_path / "o")))
+    (tmp_path / "c.jsonl").write_text("")
+    with pytest.raises(DataError, match="corpus is empty"):
+        run_encode(EncodeConfig(corpus=str(tmp_path / "c.jsonl"), output_dir=str(tmp_path / "o")))
+
+
+def _descendants(pid):
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def test_killed_encode_resumes_with_exactly_one_vector_per_document(tmp_path, data_dir):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("\n".join((data_dir / "scifact" / "corpus.jsonl").read_text().splitlines()[:1200]) + "\n")
+    out = tmp_path / "enc"
+    args = [sys.executable, "-m", "jobs.encode", "--model", "minilm", "--corpus", str(corpus), "--output-dir", str(out),
+            "docs_per_shard=40", "batch_size=20", "max_length=96", "num_actors=2"]
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while len(list((out / "shards").glob("shard-*.json"))) < 4:
+            assert proc.poll() is None, "encode job ended before it could be killed"
+            assert time.time() < deadline, "no shard finished in time"
+            time.sleep(0.2)
+        procs = _descendants(proc.pid)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        for p in _descendants(proc.pid) + locals().get("procs", []):
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(locals().get("procs", []), timeout=30)
+    assert not (out / "manifest.json").exists()
+    done_before = {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("shard-*.json")}
+    assert 4 <= len(done_before) < 30
+
+    resumed = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"{len(done_before)} already done" in resumed.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    ids, vecs = read_dense(out)
+    source_ids = [json.loads(l)["_id"] for l in corpus.read_text().splitlines()]
+    assert manifest["count"] == len(ids) == len(set(ids)) == 1200 and sorted(ids) == sorted(source_ids)
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-4)
+    for name, mtime in done_before.items():  # finished shards were kept, not redone
+        assert (out / "shards" / name).stat().st_mtime_ns == mtime
+    assert not list((out / "shards").glob(".*")), "no temp files left"
