@@ -5,7 +5,7 @@ import pytest
 
 from rayrag.cli import build_parser, main
 
-SUBCOMMANDS = [["quickstart"], ["evaluate"], ["encode"], ["index"], ["data"], ["data", "download"], ["data", "check"],
+SUBCOMMANDS = [["quickstart"], ["evaluate"], ["encode"], ["index"], ["mine"], ["data"], ["data", "download"], ["data", "check"],
                ["models"], ["models", "list"], ["models", "resolve"]]
 
 

@@ -174,3 +174,49 @@ def test_killed_encode_resumes_with_exactly_one_vector_per_document(tmp_path, da
     for name, mtime in done_before.items():  # finished shards were kept, not redone
         assert (out / "shards" / name).stat().st_mtime_ns == mtime
     assert not list((out / "shards").glob(".*")), "no temp files left"
+
+
+def test_splade_through_the_inverted_index_equals_exact_splade(tmp_path, small_corpus, data_dir, ray_local):
+    from rayrag.data.beir import load_corpus
+    from rayrag.index.build import IndexConfig, run_index
+    from rayrag.search import build_retriever
+
+    run_encode(EncodeConfig(model="splade-tiny", corpus=str(small_corpus), output_dir=str(tmp_path / "s"),
+                            docs_per_shard=100, batch_size=16, num_actors=2, sparse_top_k=None))
+    run_index(IndexConfig(embeddings=str(tmp_path / "s"), output_dir=str(tmp_path / "idx")))
+    corpus = load_corpus(small_corpus)
+    queries = {str(i): q for i, q in enumerate(
+        json.loads(l)["text"] for l in (data_dir / "scifact" / "queries.jsonl").read_text().splitlines()[:40])}
+    exact = build_retriever("splade-tiny")
+    exact.index(corpus)
+    via_index = build_retriever(f"index:{tmp_path / 'idx'}")
+    via_index.index(corpus)
+    a, b = exact.search(queries, 20), via_index.search(queries, 20)
+    for q in queries:
+        assert [d for d, _ in a[q]] == [d for d, _ in b[q]]
+        assert np.allclose([s for _, s in a[q]], [s for _, s in b[q]], atol=1e-4)
+
+
+def test_index_job_from_dense_encode_and_lineage(tmp_path, small_corpus, tiny_bert, ray_local):
+    from rayrag.index.build import IndexConfig, run_index
+    from rayrag.index.faiss_index import FaissParams
+    from rayrag.index.store import load_index
+    from mlflow import MlflowClient
+    from rayrag import tracking
+
+    enc = run_encode(EncodeConfig(model=str(tiny_bert), kind="dense", corpus=str(small_corpus),
+                                  output_dir=str(tmp_path / "e"), docs_per_shard=100, num_actors=1))
+    m = run_index(IndexConfig(embeddings=str(tmp_path / "e"), output_dir=str(tmp_path / "i"),
+                              faiss=FaissParams(kind="hnsw")))
+    assert m["encode_run_id"] == enc["mlflow_run_id"] and m["count"] == 300
+    loaded = load_index(tmp_path / "i", expected_dim=32)
+    assert loaded.index.ntotal == 300
+    run = MlflowClient(tracking.tracking_uri()).get_run(m["mlflow_run_id"])
+    assert run.data.tags["rayrag.encode_run_id"] == enc["mlflow_run_id"]
+    assert {a.path for a in MlflowClient(tracking.tracking_uri()).list_artifacts(m["mlflow_run_id"], "index")} >= {
+        "index/index.faiss", "index/ids.txt", "index/manifest.json"}
+    # a damaged shard is caught before indexing
+    shard = tmp_path / "e" / enc["shards"][0]["file"]
+    shard.write_bytes(shard.read_bytes()[:-20] + b"x" * 20)
+    with pytest.raises(DataError, match="checksum mismatch"):
+        run_index(IndexConfig(embeddings=str(tmp_path / "e"), output_dir=str(tmp_path / "i2")))

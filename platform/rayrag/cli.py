@@ -9,11 +9,13 @@ from typing import Sequence
 from .errors import RayragError
 from .encode.config import EncodeConfig
 from .eval.config import EvaluateConfig
+from .encode.mine import MineConfig
 from .index.build import IndexConfig
+from .quickstart import QuickstartConfig
 
 # Job name (module in jobs/) -> its config class; tests load every YAML through this.
-JOB_CONFIGS = {"evaluate": EvaluateConfig, "quickstart": EvaluateConfig, "encode": EncodeConfig,
-               "index": IndexConfig}
+JOB_CONFIGS = {"evaluate": EvaluateConfig, "quickstart": QuickstartConfig, "encode": EncodeConfig,
+               "index": IndexConfig, "mine": MineConfig}
 
 
 def _add_job_args(p: argparse.ArgumentParser) -> None:
@@ -100,9 +102,33 @@ def _cmd_index(args) -> int:
     return 0
 
 
+def _mine_parser(sub) -> None:
+    p = sub.add_parser("mine", help="mine hard negatives for training queries",
+                       description="Retrieve top-k for each training query, drop positives and likely false "
+                                   "negatives, and write training examples (JSONL) with their scores.")
+    _add_job_args(p)
+    p.add_argument("--dataset")
+    p.add_argument("--split", help="default train")
+    p.add_argument("--data-dir")
+    p.add_argument("--retriever", help="any retriever name, e.g. bm25 or minilm")
+    p.add_argument("--output", help="examples .jsonl file")
+    p.set_defaults(func=_cmd_mine)
+
+
+def _cmd_mine(args) -> int:
+    from .config import load_config
+    from .encode.mine import run_mine
+
+    cfg = load_config(MineConfig, args.config, args.overrides, dataset=args.dataset, split=args.split,
+                      data_dir=args.data_dir, retriever=args.retriever, output=args.output)
+    run_mine(cfg)
+    return 0
+
+
 def _quickstart_parser(sub) -> None:
-    p = sub.add_parser("quickstart", help="the SciFact baseline end to end (BM25, MiniLM, SPLADE)",
-                       description="Evaluate the built-in retrievers on SciFact test and print a table.")
+    p = sub.add_parser("quickstart", help="SciFact end to end: encode, index, evaluate",
+                       description="Encode SciFact with Ray Data (MiniLM, SPLADE-tiny), build Flat/HNSW/inverted "
+                                   "indexes, evaluate BM25, dense, sparse and hybrid retrieval; print a table.")
     _add_job_args(p)
     p.add_argument("--data-dir", help="folder holding scifact/ (default $RAYRAG_DATA_DIR)")
     p.add_argument("--output-dir", help="default out/quickstart")
@@ -111,17 +137,16 @@ def _quickstart_parser(sub) -> None:
 
 def _cmd_quickstart(args) -> int:
     from .config import load_config
-    from .eval.job import run_evaluate
     from .eval.report import format_table
+    from .quickstart import run_quickstart
 
-    defaults = [] if args.config else ["output_dir=out/quickstart"]
-    cfg = load_config(EvaluateConfig, args.config, defaults + list(args.overrides), data_dir=args.data_dir,
+    cfg = load_config(QuickstartConfig, args.config, args.overrides, data_dir=args.data_dir,
                       output_dir=args.output_dir)
-    print(f"[quickstart] evaluating {', '.join(cfg.retrievers)} on {cfg.dataset}/{cfg.split}", flush=True)
-    result = run_evaluate(cfg)
+    result = run_quickstart(cfg)
     print()
     print(format_table(result))
-    print(f"\nwrote {cfg.output_dir}/result.json, run files in {cfg.output_dir}/runs/")
+    print(f"\nwrote {cfg.output_dir}/: encode-*/ (embedding shards), index-*/ (FAISS, inverted), "
+          f"evaluate/result.json and evaluate/runs/*.trec")
     print(f"MLflow run {result['mlflow_run_id']} in {result['tracking_uri']}")
     if result["tracking_uri"].startswith("sqlite:"):
         print(f"  browse it: mlflow ui --backend-store-uri {result['tracking_uri']} --host 127.0.0.1")
@@ -196,11 +221,12 @@ def _cmd_models_resolve(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rayrag", description="Retrieval for RAG on Ray.")
     sub = p.add_subparsers(dest="command", required=True,
-                           metavar="{quickstart,evaluate,encode,index,data,models}")
+                           metavar="{quickstart,evaluate,encode,index,mine,data,models}")
     _quickstart_parser(sub)
     _evaluate_parser(sub)
     _encode_parser(sub)
     _index_parser(sub)
+    _mine_parser(sub)
     _data_parser(sub)
     _models_parser(sub)
     return p

@@ -14,7 +14,7 @@ class EncodeConfig:
     corpus: str | None = None  # ... unless a corpus file (.jsonl or .parquet) is given
     data_dir: str | None = None
     output_dir: str = "out/encode"
-    docs_per_shard: int = 1024  # unit of resume and of work handed to an actor
+    docs_per_shard: int = 512  # unit of resume and of work handed to an actor
     batch_size: int = 64  # texts per forward pass, sorted by length inside a shard
     max_length: int | None = None  # None: the model's own
     num_actors: int = 2  # encoder replicas in the actor pool

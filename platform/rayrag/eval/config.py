@@ -16,6 +16,7 @@ class EvaluateConfig:
     split: str = "test"
     data_dir: str | None = None  # default: $RAYRAG_DATA_DIR
     output_dir: str = "out/evaluate"
+    # names (see rayrag.search.registry); "label=spec" reports spec's results under label
     retrievers: list[str] = field(default_factory=lambda: list(DEFAULT_RETRIEVERS))
     depth: int = 100  # documents retrieved per query (run file depth)
     metrics: list[str] = field(default_factory=lambda: ["ndcg@10", "recall@100", "mrr@10", "map@100"])
@@ -25,12 +26,13 @@ class EvaluateConfig:
     options: RetrieverOptions = field(default_factory=RetrieverOptions)
 
     def validate(self) -> None:
-        from ..search.registry import validate_spec
+        from ..search.registry import split_label, validate_spec
 
         if not self.retrievers:
             raise ConfigError("retrievers: give at least one retriever")
-        if len(set(self.retrievers)) != len(self.retrievers):
-            raise ConfigError(f"retrievers: duplicate names in {self.retrievers}")
+        labels = [split_label(r)[0] for r in self.retrievers]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"retrievers: duplicate names in {labels}")
         for spec in self.retrievers:
             validate_spec(spec)
         if self.depth < 1:

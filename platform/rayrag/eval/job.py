@@ -19,7 +19,7 @@ from ..config import to_dict
 from ..data.beir import load_beir
 from ..data.locate import dataset_dir
 from ..search.options import RetrieverOptions
-from ..search.registry import Spec, parse_spec
+from ..search.registry import Spec, parse_spec, split_label
 from .config import EvaluateConfig
 from .metrics import evaluate
 from .trec import write_run
@@ -67,7 +67,8 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     from .report import plot_recall_curves
 
     dataset = load_beir(dataset_dir(cfg.dataset, cfg.data_dir), cfg.split)
-    for spec in cfg.retrievers:  # fail on a bad model or index now, not inside a Ray task later
+    entries = [split_label(e) for e in cfg.retrievers]  # (label, spec)
+    for _, spec in entries:  # fail on a bad model or index now, not inside a Ray task later
         parsed = parse_spec(spec)
         for model in parsed.models():
             resolve_model(model)
@@ -80,9 +81,9 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
         corpus_ref, queries_ref = ray.put(dataset.corpus), ray.put(dataset.queries)
         threads = max(1, int(round(cfg.cpus_per_retriever)))
         pending = {
-            remote.options(num_cpus=cfg.cpus_per_retriever, name=f"retrieve:{spec}").remote(
-                spec, cfg.options, corpus_ref, queries_ref, cfg.depth, threads): spec
-            for spec in cfg.retrievers
+            remote.options(num_cpus=cfg.cpus_per_retriever, name=f"retrieve:{label}").remote(
+                spec, cfg.options, corpus_ref, queries_ref, cfg.depth, threads): label
+            for label, spec in entries
         }
         curve_ks = [k for k in (1, 3, 5, 10, 20, 50, 100, 200, 500, 1000) if k <= cfg.depth]
         metrics: dict[str, dict[str, float]] = {}
@@ -92,24 +93,25 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
                               tags={"rayrag.split": cfg.split}) as jr:
             while pending:
                 [done], _ = ray.wait(list(pending), num_returns=1)
-                spec = pending.pop(done)
+                label = pending.pop(done)
                 run, timing = ray.get(done)
-                metrics[spec] = evaluate(dataset.qrels, run, cfg.metrics)
+                metrics[label] = evaluate(dataset.qrels, run, cfg.metrics)
                 curve = evaluate(dataset.qrels, run, [f"recall@{k}" for k in curve_ks])
-                curves[spec] = {k: curve[f"recall@{k}"] for k in curve_ks}
-                timings[spec] = timing
-                write_run(out / "runs" / f"{_file_safe(spec)}.trec", run, tag=_file_safe(spec))
-                jr.log_metrics({f"{spec}/{m}": v for m, v in metrics[spec].items()})
-                jr.log_metrics({f"{spec}/{k}": v for k, v in timing.items()})
-                print(f"[evaluate] {spec}: " + "  ".join(f"{m}={v:.4f}" for m, v in metrics[spec].items()),
+                curves[label] = {k: curve[f"recall@{k}"] for k in curve_ks}
+                timings[label] = timing
+                write_run(out / "runs" / f"{_file_safe(label)}.trec", run, tag=_file_safe(label))
+                jr.log_metrics({f"{label}/{m}": v for m, v in metrics[label].items()})
+                jr.log_metrics({f"{label}/{k}": v for k, v in timing.items()})
+                print(f"[evaluate] {label}: " + "  ".join(f"{m}={v:.4f}" for m, v in metrics[label].items()),
                       flush=True)
             result = {
                 "dataset": dataset.name,
                 "split": cfg.split,
-                "metrics": {s: metrics[s] for s in cfg.retrievers},
+                "metrics": {label: metrics[label] for label, _ in entries},
+                "retrievers": {label: spec for label, spec in entries},
                 "num_queries": len(dataset.queries),
                 "num_docs": len(dataset.corpus),
-                "timings_s": {s: timings[s] for s in cfg.retrievers},
+                "timings_s": {label: timings[label] for label, _ in entries},
                 "mlflow_run_id": jr.run_id,
                 "tracking_uri": tracking.tracking_uri(),
             }

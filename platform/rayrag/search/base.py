@@ -36,6 +36,11 @@ class Retriever(ABC):
     @abstractmethod
     def search(self, queries: Mapping[str, str], k: int) -> Run: ...
 
+    def score(self, query: str, doc_ids: list[str]) -> list[float]:
+        """Scores of given documents for one query, on the same scale as ``search``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot score arbitrary documents; "
+                                  f"use bm25, a dense or a SPLADE retriever")
+
     def _check_k(self, k: int) -> None:
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")

@@ -19,6 +19,7 @@ class BM25Retriever(Retriever):
         self.stemmer_lang, self.stopwords = stemmer, stopwords
         self._bm25 = None
         self._ids: list[str] = []
+        self._pos: dict[str, int] | None = None
 
     def _stemmer(self):
         if not self.stemmer_lang:
@@ -35,6 +36,16 @@ class BM25Retriever(Retriever):
                                 stemmer=self._stemmer(), show_progress=True)
         self._bm25 = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
         self._bm25.index(tokens, show_progress=True)
+
+    def score(self, query: str, doc_ids: list[str]) -> list[float]:
+        import bm25s
+
+        tokens = bm25s.tokenize([query], stopwords=self.stopwords, stemmer=self._stemmer(),
+                                show_progress=False, return_ids=False)[0]
+        scores = self._bm25.get_scores(tokens)  # [N]
+        pos = self._pos or {d: i for i, d in enumerate(self._ids)}
+        self._pos = pos
+        return [float(scores[pos[d]]) for d in doc_ids]
 
     def search(self, queries: Mapping[str, str], k: int) -> Run:
         import bm25s

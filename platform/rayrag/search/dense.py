@@ -34,6 +34,12 @@ class DenseRetriever(Retriever):
 
             self._faiss = build_faiss(self._emb, self.ann)
 
+    def score(self, query: str, doc_ids: list[str]) -> list[float]:
+        if not hasattr(self, "_pos"):
+            self._pos = {d: i for i, d in enumerate(self._ids)}
+        q = self.encoder.encode_queries([query], progress=False)[0]
+        return [float(self._emb[self._pos[d]] @ q) for d in doc_ids]
+
     def search(self, queries: Mapping[str, str], k: int, chunk: int = 1024) -> Run:
         self._check_k(k)
         if self._emb is None:

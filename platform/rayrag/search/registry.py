@@ -87,8 +87,18 @@ def parse_spec(spec: str) -> Spec:
     return Spec(kind, arg, ann or None)
 
 
-def validate_spec(spec: str) -> Spec:
-    return parse_spec(spec)
+def split_label(entry: str) -> tuple[str, str]:
+    """``"minilm=index:out/flat"`` -> ``("minilm", "index:out/flat")``; no label: the spec names itself."""
+    label, eq, spec = entry.partition("=")
+    if not eq:
+        return entry.strip(), entry.strip()
+    if not label.strip() or not spec.strip():
+        raise ConfigError(f"retriever entry {entry!r} must be 'label=spec' with both parts non-empty")
+    return label.strip(), spec.strip()
+
+
+def validate_spec(entry: str) -> Spec:
+    return parse_spec(split_label(entry)[1])
 
 
 def build_retriever(spec: str, options: RetrieverOptions | None = None) -> Retriever:

@@ -25,6 +25,13 @@ class SpladeRetriever(Retriever):
                                          batch_size=self.batch_size, desc=f"{self.name}: encode corpus")
         self.encoder.top_k = None
 
+    def score(self, query: str, doc_ids: list[str]) -> list[float]:
+        if not hasattr(self, "_pos"):
+            self._pos = {d: i for i, d in enumerate(self._ids)}
+        q = self.encoder.encode([query], progress=False)
+        rows = self._docs[[self._pos[d] for d in doc_ids]]
+        return [float(v) for v in (rows @ q.T).toarray().ravel()]
+
     def search(self, queries: Mapping[str, str], k: int, chunk: int = 256) -> Run:
         self._check_k(k)
         if self._docs is None:
