@@ -5,7 +5,10 @@ import os
 import socket
 from pathlib import Path
 
-import pytest
+# Ray reads this once at import: local test clusters must listen on 127.0.0.1 only.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

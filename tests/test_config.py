@@ -18,6 +18,7 @@ def test_yaml_then_overrides_then_flags(tmp_path):
     assert (cfg.dataset, cfg.depth, cfg.split, cfg.retrievers) == ("nfcorpus", 20, "dev", ["bm25"])
     assert cfg.options.batch_size == 8 and cfg.options.bm25_k1 == 1.2
     assert load_config(EvaluateConfig, None, ["retrievers=bm25,minilm"]).retrievers == ["bm25", "minilm"]
+    assert load_config(EvaluateConfig, None, retrievers="bm25,rrf(bm25,minilm)").retrievers == ["bm25", "rrf(bm25,minilm)"]
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Sequence
 
@@ -233,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if not os.environ.get("RAY_ADDRESS"):
+        # A job that starts its own Ray keeps it on loopback; Ray reads this at import time.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -19,6 +19,19 @@ from .errors import ConfigError
 T = TypeVar("T")
 
 
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split on ``sep`` outside parentheses: ``"a,rrf(b,c)" -> ["a", "rrf(b,c)"]``."""
+    parts, depth, cur = [], 0, []
+    for c in text:
+        if c == sep and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+            continue
+        depth += (c == "(") - (c == ")")
+        cur.append(c)
+    return parts + ["".join(cur)]
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -38,7 +51,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return from_dict(tp, value, prefix=f"{key}.")
     if origin in (list, tuple):
         if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
+            value = [v.strip() for v in split_top_level(value) if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         item = args[0] if args else Any

@@ -19,6 +19,24 @@ def init_ray(num_cpus: int | None = None) -> bool:
     if os.environ.get("RAY_ADDRESS"):
         ray.init()
         return True
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    _loopback_only()
     ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
     return True
+
+
+def _loopback_only() -> None:
+    """Keep a local Ray on 127.0.0.1.
+
+    Ray binds its node to 127.0.0.1 only when "clusters" are disabled
+    (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0), a flag it reads once at import. ``_node_ip_address``
+    alone still leaves raylet and GCS listening on every interface. The CLI sets the variable
+    before Ray is imported; for library callers that imported Ray already, the constant is set
+    too. Never done when joining a cluster: there the node's real address is needed.
+    """
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    try:
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    except (ImportError, AttributeError):
+        pass

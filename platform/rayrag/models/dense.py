@@ -60,6 +60,9 @@ class DenseEncoder:
                 self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModel.from_pretrained(resolved.path).to(self.device).eval()
         self.dim = int(self.model.config.hidden_size)
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if limit and self.max_length > limit:  # longer inputs would index past the position table
+            self.max_length = int(limit)
 
     @torch.inference_mode()
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
