@@ -1,16 +1,11 @@
 """MLflow tracking in both modes: embedded SQLite store, and a real `mlflow server` on 127.0.0.1."""
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from mlflow import MlflowClient
 
 from rayrag import tracking
-from tests.conftest import free_port
 
 
 def _log_a_job(tmp_path) -> str:
@@ -52,32 +47,6 @@ def test_failed_job_marks_the_run_failed(tmp_path):
             run_id = jr.run_id
             raise RuntimeError("boom")
     assert MlflowClient(tracking.tracking_uri()).get_run(run_id).info.status == "FAILED"
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"mlflow server did not start (exit code {proc.poll()})")
-            time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
 
 
 def test_tracking_server_via_MLFLOW_TRACKING_URI(tmp_path, monkeypatch, mlflow_server):

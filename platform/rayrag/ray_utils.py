@@ -5,7 +5,8 @@ import os
 
 
 def init_ray(num_cpus: int | None = None) -> bool:
-    """Join the cluster in ``RAY_ADDRESS`` (set by ``ray job submit``) or start a local one.
+    """Join the cluster in ``RAY_ADDRESS`` (set by ``ray job submit``; ``auto`` finds a local
+    ``ray start`` cluster) or start a private local one.
 
     No runtime_env is passed: a submitted job already has one (working dir, env vars) and a
     second one here would replace it. A local instance inherits this process's environment,
@@ -20,7 +21,9 @@ def init_ray(num_cpus: int | None = None) -> bool:
         ray.init()
         return True
     _loopback_only()
-    ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
+    # address="local": always a fresh instance, never silently attaching to a `ray start`
+    # cluster on this machine (set RAY_ADDRESS=auto, or use `ray job submit`, for that).
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
     return True
 
 

@@ -1,0 +1,121 @@
+"""Jobs submitted with the `ray job submit` CLI to a real two-node Ray cluster on 127.0.0.1,
+tracked in a real `mlflow server`: what a user does with `ray start --head` + a worker node.
+"""
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import free_port, stop_process_tree, wait_for_http
+
+REPO = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+@pytest.fixture
+def ray_cluster(tmp_path):
+    """Head (1 CPU, dashboard) + worker node (1 CPU), both on 127.0.0.1, token auth on."""
+    # PATH as after `source .venv/bin/activate`: job entrypoints say `python -m jobs.X`
+    env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32),
+               RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env.pop("RAY_ADDRESS", None)
+    gcs, dash = free_port(), free_port()
+    common = ["--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    head = subprocess.Popen([RAY, "start", "--head", f"--port={gcs}", "--dashboard-host=127.0.0.1",
+                             f"--dashboard-port={dash}", "--include-dashboard=true", *common],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = [head]
+    try:
+        wait_for_http(f"http://127.0.0.1:{dash}/api/version", head, timeout=120,
+                      headers={"Authorization": f"Bearer {env['RAY_AUTH_TOKEN']}"})
+        log = open(tmp_path / "worker.log", "w")
+        worker = subprocess.Popen([sys.executable, str(REPO / "tests" / "ray_worker_node.py"), "start",
+                                   f"--address=127.0.0.1:{gcs}", *common],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+        procs.append(worker)
+        deadline = time.time() + 60
+        while (nodes := _alive_nodes(f"127.0.0.1:{gcs}", env)) < 2:
+            assert worker.poll() is None and time.time() < deadline, (
+                f"worker node did not join ({nodes} nodes):\n{_alive_nodes.last}\n{(tmp_path / 'worker.log').read_text()[-1000:]}")
+            time.sleep(1)
+        yield {"env": env, "dashboard": f"http://127.0.0.1:{dash}", "gcs": f"127.0.0.1:{gcs}"}
+    finally:
+        pids = [p.pid for p in procs]
+        descendants = [c for p in procs for c in _children(p.pid)]
+        for p in reversed(procs):
+            stop_process_tree(p)
+        psutil.wait_procs(descendants, timeout=30)
+        left = [c for c in descendants if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+        assert not left, f"processes left running after the cluster stopped: {left} (roots {pids})"
+
+
+def _children(pid):
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _alive_nodes(gcs: str, env: dict) -> int:
+    out = subprocess.run([RAY, "status", f"--address={gcs}"], env=env, capture_output=True, text=True)
+    _alive_nodes.last = out.stdout[-1500:] + out.stderr[-1500:]
+    active = out.stdout.split("Active:")[-1].split("Pending:")[0]
+    return sum(1 for line in active.splitlines() if "node_" in line)
+
+
+def _submit(cluster, runtime_env: dict, *entrypoint: str, timeout: float = 600) -> str:
+    """`ray job submit --no-wait`, then poll `ray job status` until the job ends."""
+    base = [RAY, "job", "submit", "--address", cluster["dashboard"], "--working-dir", str(REPO),
+            "--runtime-env-json", json.dumps(runtime_env), "--no-wait", "--"]
+    out = subprocess.run(base + list(entrypoint), env=cluster["env"], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    job_id = next(w.strip("'") for w in out.stdout.split() if w.strip("'").startswith("raysubmit_"))
+    deadline = time.time() + timeout
+    while True:
+        st = subprocess.run([RAY, "job", "status", "--address", cluster["dashboard"], job_id],
+                            env=cluster["env"], capture_output=True, text=True)
+        text = (st.stdout + st.stderr).lower()
+        if any(f"' {s}" in text for s in ("succeeded", "failed", "stopped")) or time.time() > deadline:
+            break
+        time.sleep(2)
+    if "' succeeded" not in text:
+        logs = subprocess.run([RAY, "job", "logs", "--address", cluster["dashboard"], job_id],
+                              env=cluster["env"], capture_output=True, text=True).stdout
+        pytest.fail(f"job {job_id} did not succeed:\n{st.stdout}{st.stderr}\n{logs[-4000:]}")
+    return job_id
+
+
+def test_submitted_jobs_on_a_two_node_cluster(ray_cluster, mlflow_server, tmp_path, data_dir, tiny_bert):
+    runtime_env = {"env_vars": {"RAYRAG_DATA_DIR": str(data_dir), "MLFLOW_TRACKING_URI": mlflow_server,
+                                "RAYRAG_GIT_COMMIT": "0" * 40, "TOKENIZERS_PARALLELISM": "false"}}
+    # evaluate: two retrievers, one Ray task each (1 CPU), so they land on different nodes
+    out = tmp_path / "eval"
+    _submit(ray_cluster, runtime_env, "python", "-m", "jobs.evaluate", "--dataset", "scifact",
+            "--output-dir", str(out), "--retrievers", f"bm25,tiny=dense:{tiny_bert}")
+    result = json.loads((out / "result.json").read_text())
+    assert 0.655 <= result["metrics"]["bm25"]["ndcg@10"] <= 0.685
+    assert result["tracking_uri"] == mlflow_server
+    run = MlflowClient(mlflow_server).get_run(result["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["bm25/ndcg_at_10"] == pytest.approx(result["metrics"]["bm25"]["ndcg@10"])
+    assert run.data.tags["mlflow.source.git.commit"] == "0" * 40
+    assert "result.json" in {a.path for a in MlflowClient(mlflow_server).list_artifacts(run.info.run_id)}
+
+    # encode: the Ray Data actor pool spans both nodes
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("\n".join((data_dir / "scifact" / "corpus.jsonl").read_text().splitlines()[:400]) + "\n")
+    enc = tmp_path / "enc"
+    _submit(ray_cluster, runtime_env, "python", "-m", "jobs.encode", "--model", str(tiny_bert), "--corpus",
+            str(corpus), "--output-dir", str(enc), "kind=dense", "docs_per_shard=50", "num_actors=2",
+            "cpus_per_actor=1")
+    manifest = json.loads((enc / "manifest.json").read_text())
+    assert manifest["count"] == 400 and len(manifest["shards"]) == 8
+    assert MlflowClient(mlflow_server).get_run(manifest["mlflow_run_id"]).data.tags["rayrag.job"] == "encode"
