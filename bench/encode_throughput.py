@@ -53,7 +53,7 @@ def main() -> None:
     plain = time.perf_counter() - t0
     del enc
 
-    ray.init(num_cpus=cores, include_dashboard=False, _node_ip_address="127.0.0.1")
+    ray.init(address="local", num_cpus=cores, include_dashboard=False, _node_ip_address="127.0.0.1")
     t0 = time.perf_counter()
     run_encode(EncodeConfig(model=args.model, corpus=str(corpus), output_dir=str(tmp / "out"),
                             batch_size=args.batch_size, max_length=args.max_length, num_actors=cores,

@@ -6,6 +6,7 @@ import os
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,6 +53,11 @@ def ray_cluster(tmp_path):
         descendants = [c for p in procs for c in _children(p.pid)]
         for p in reversed(procs):
             stop_process_tree(p)
+        # `ray stop` would also forget the cluster; stopping by PID leaves its address behind,
+        # and a later plain ray.init() on this machine would try to join the dead cluster.
+        current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        if current.is_file() and current.read_text().strip() == f"127.0.0.1:{gcs}":
+            current.unlink()
         psutil.wait_procs(descendants, timeout=30)
         left = [c for c in descendants if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
         assert not left, f"processes left running after the cluster stopped: {left} (roots {pids})"

@@ -25,6 +25,16 @@ def _add_job_args(p: argparse.ArgumentParser) -> None:
                    help="config overrides, e.g. depth=1000 options.batch_size=32")
 
 
+def _job_config(cls, args: argparse.Namespace, extra: Sequence[str] = ()):
+    """defaults <- --config YAML <- key=value overrides <- flags named like config fields."""
+    from dataclasses import fields
+
+    from .config import load_config
+
+    flags = {f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None}
+    return load_config(cls, args.config, [*extra, *args.overrides], **flags)
+
+
 def _evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="evaluate retrievers on a BEIR dataset inside Ray",
                        description="Run retrievers on a BEIR split in Ray tasks; write result.json, "
@@ -38,18 +48,11 @@ def _evaluate_parser(sub) -> None:
     p.set_defaults(func=_cmd_evaluate)
 
 
-def evaluate_config(args: argparse.Namespace):
-    from .config import load_config
-
-    return load_config(EvaluateConfig, args.config, args.overrides, dataset=args.dataset, split=args.split,
-                       data_dir=args.data_dir, output_dir=args.output_dir, retrievers=args.retrievers)
-
-
 def _cmd_evaluate(args) -> int:
     from .eval.job import run_evaluate
     from .eval.report import format_table
 
-    cfg = evaluate_config(args)
+    cfg = _job_config(EvaluateConfig, args)
     result = run_evaluate(cfg)
     print(format_table(result))
     print(f"\nresult: {cfg.output_dir}/result.json  MLflow run {result['mlflow_run_id']} ({result['tracking_uri']})")
@@ -70,11 +73,9 @@ def _encode_parser(sub) -> None:
 
 
 def _cmd_encode(args) -> int:
-    from .config import load_config
     from .encode.pipeline import run_encode
 
-    cfg = load_config(EncodeConfig, args.config, args.overrides, model=args.model, dataset=args.dataset,
-                      corpus=args.corpus, data_dir=args.data_dir, output_dir=args.output_dir)
+    cfg = _job_config(EncodeConfig, args)
     m = run_encode(cfg)
     print(f"{m['count']} {m['kind']} vectors (dim {m['dim']}) in {cfg.output_dir}; manifest.json written")
     return 0
@@ -92,12 +93,9 @@ def _index_parser(sub) -> None:
 
 
 def _cmd_index(args) -> int:
-    from .config import load_config
     from .index.build import run_index
 
-    extra = [f"faiss.kind={args.kind}"] if args.kind else []
-    cfg = load_config(IndexConfig, args.config, list(args.overrides) + extra, embeddings=args.embeddings,
-                      output_dir=args.output_dir)
+    cfg = _job_config(IndexConfig, args, [f"faiss.kind={args.kind}"] if args.kind else [])
     m = run_index(cfg)
     print(f"index of {m['count']} vectors in {cfg.output_dir}")
     return 0
@@ -117,11 +115,9 @@ def _mine_parser(sub) -> None:
 
 
 def _cmd_mine(args) -> int:
-    from .config import load_config
     from .encode.mine import run_mine
 
-    cfg = load_config(MineConfig, args.config, args.overrides, dataset=args.dataset, split=args.split,
-                      data_dir=args.data_dir, retriever=args.retriever, output=args.output)
+    cfg = _job_config(MineConfig, args)
     run_mine(cfg)
     return 0
 
@@ -137,12 +133,10 @@ def _quickstart_parser(sub) -> None:
 
 
 def _cmd_quickstart(args) -> int:
-    from .config import load_config
     from .eval.report import format_table
     from .quickstart import run_quickstart
 
-    cfg = load_config(QuickstartConfig, args.config, args.overrides, data_dir=args.data_dir,
-                      output_dir=args.output_dir)
+    cfg = _job_config(QuickstartConfig, args)
     result = run_quickstart(cfg)
     print()
     print(format_table(result))
