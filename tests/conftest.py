@@ -52,6 +52,9 @@ def tiny_bert(tmp_path_factory) -> Path:
 
     from rayrag.assets import resolve_model
 
+    import torch
+
+    torch.manual_seed(0)  # the same random weights every session
     folder = tmp_path_factory.mktemp("tiny-bert")
     tok = AutoTokenizer.from_pretrained(resolve_model("minilm").path)
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,

@@ -51,7 +51,6 @@ def test_pq_m_must_divide_dim():
 
 
 def test_inverted_index_equals_exact_sparse_scoring():
-    rng = np.random.default_rng(1)
     docs = sp.random(2000, 3000, density=0.01, random_state=1, format="csr", dtype=np.float32)
     queries = sp.random(50, 3000, density=0.005, random_state=2, format="csr", dtype=np.float32)
     rows, scores = InvertedIndex(docs).search(queries, 20)

@@ -1,7 +1,4 @@
 """Losses as pure functions; cross-worker InfoNCE against the single-process reference."""
-import math
-import os
-
 import pytest
 import torch
 import torch.multiprocessing as mp

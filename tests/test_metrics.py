@@ -81,6 +81,13 @@ def test_bad_run_files(tmp_path, text, message):
         read_run(tmp_path / "r.trec")
 
 
+def test_run_files_keep_scores_exactly(tmp_path):
+    """Near-equal scores must not collapse into ties (which trec_eval would re-order by docid)."""
+    run = {"q": [("a", 0.7000001), ("b", 0.70000005), ("c", 1e-12)]}
+    back = read_run(write_run(tmp_path / "r.trec", run, tag="t"))
+    assert back == run
+
+
 def test_write_run_rejects_whitespace_ids_and_leaves_nothing(tmp_path):
     with pytest.raises(ValueError, match="whitespace"):
         write_run(tmp_path / "r.trec", {"q 1": [("d", 1.0)]}, tag="t")

@@ -28,7 +28,11 @@ def split_top_level(text: str, sep: str = ",") -> list[str]:
             cur = []
             continue
         depth += (c == "(") - (c == ")")
+        if depth < 0:
+            break
         cur.append(c)
+    if depth:
+        raise ConfigError(f"unbalanced parentheses in {text!r}")
     return parts + ["".join(cur)]
 
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from ..config import to_dict
 from ..errors import ConfigError, DataError
 from .config import EncodeConfig
-from .shards import ShardSpec, plan_shards
+from .shards import plan_shards
 from .store import atomic_write_json, clean_temp_files, finished_shard, load_manifest
 
 

@@ -45,8 +45,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def atomic_write_json(path: Path, obj: dict) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+def atomic_write_json(path: Path, obj: dict, sort_keys: bool = True) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n").encode())
 
 
 def shard_paths(out: Path, index: int) -> tuple[Path, Path]:
@@ -56,7 +56,6 @@ def shard_paths(out: Path, index: int) -> tuple[Path, Path]:
 
 def write_dense_shard(out: Path, index: int, ids: list[str], vectors: np.ndarray) -> dict:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     dim = vectors.shape[1]
     table = pa.table({

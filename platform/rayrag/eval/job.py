@@ -7,15 +7,12 @@ seconds and a crash never leaves a partial ``result.json``.
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from ..assets import resolve_model
 from ..config import to_dict
+from ..encode.store import atomic_write_json
 from ..data.beir import load_beir
 from ..data.locate import dataset_dir
 from ..search.options import RetrieverOptions
@@ -48,14 +45,6 @@ def _check_indexes(spec: Spec) -> None:
         load_index(spec.arg)  # checksums, sizes, dimension
     for p in spec.parts:
         _check_indexes(p)
-
-
-def _atomic_json(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def run_evaluate(cfg: EvaluateConfig) -> dict:
@@ -115,7 +104,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
                 "mlflow_run_id": jr.run_id,
                 "tracking_uri": tracking.tracking_uri(),
             }
-            _atomic_json(out / "result.json", result)
+            atomic_write_json(out / "result.json", result, sort_keys=False)  # keeps retriever order
             fig = plot_recall_curves(curves, title=f"{dataset.name} {cfg.split}: recall@k")
             fig.savefig(out / "recall_at_k.png", dpi=120, bbox_inches="tight")
             jr.log_figure(fig, "plots/recall_at_k.png")

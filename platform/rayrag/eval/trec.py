@@ -22,7 +22,9 @@ def write_run(path: str | Path, run: Mapping[str, list[tuple[str, float]]], tag:
                 for rank, (docid, score) in enumerate(hits, 1):
                     if any(c.isspace() for c in qid + docid):
                         raise ValueError(f"ids may not contain whitespace: {qid!r} {docid!r}")
-                    f.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
+                    # repr: the shortest text that reads back as the same float. Rounding to a
+                    # few decimals creates ties that reorder documents when the file is re-scored.
+                    f.write(f"{qid} Q0 {docid} {rank} {float(score)!r} {tag}\n")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Mapping
 
-import numpy as np
 
 from ..data.beir import Document
 from .base import Retriever, Run

@@ -15,6 +15,7 @@ import copy
 from dataclasses import dataclass
 
 from ..assets import BUILTINS
+from ..config import split_top_level
 from ..errors import ConfigError
 from .base import Retriever
 from .options import RetrieverOptions
@@ -39,37 +40,14 @@ def retriever_names() -> list[str]:
             "index:<folder>", "rrf(a,b,...)", "hybrid(a,b,...)"]
 
 
-class _Unbalanced(Exception):
-    pass
-
-
-def _split_top(s: str) -> list[str]:
-    parts, depth, cur = [], 0, ""
-    for c in s:
-        if c == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-            continue
-        depth += (c == "(") - (c == ")")
-        if depth < 0:
-            raise _Unbalanced
-        cur += c
-    if depth:
-        raise _Unbalanced
-    return parts + [cur]
-
-
 def parse_spec(spec: str) -> Spec:
     s = spec.strip()
-    try:
-        for fusion in ("rrf", "hybrid"):
-            if s.startswith(fusion + "(") and s.endswith(")"):
-                parts = tuple(parse_spec(p) for p in _split_top(s[len(fusion) + 1:-1]))
-                if len(parts) < 2:
-                    raise ConfigError(f"{spec!r}: fusion needs at least two retrievers")
-                return Spec(fusion, parts=parts)
-    except _Unbalanced:
-        raise ConfigError(f"unbalanced parentheses in retriever {spec!r}") from None
+    for fusion in ("rrf", "hybrid"):
+        if s.startswith(fusion + "(") and s.endswith(")"):
+            parts = tuple(parse_spec(p) for p in split_top_level(s[len(fusion) + 1:-1]))
+            if len(parts) < 2:
+                raise ConfigError(f"{spec!r}: fusion needs at least two retrievers")
+            return Spec(fusion, parts=parts)
     base, plus, ann = s.partition("+")
     if plus and ann not in ANN_KINDS:
         raise ConfigError(f"{spec!r}: index kind after '+' must be one of {ANN_KINDS}")
