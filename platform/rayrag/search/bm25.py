@@ -23,9 +23,11 @@ class BM25Retriever(Retriever):
     def _stemmer(self):
         if not self.stemmer_lang:
             return None
-        import Stemmer
+        if getattr(self, "_stemmer_obj", None) is None:  # built once: score() runs per query when mining
+            import Stemmer
 
-        return Stemmer.Stemmer(self.stemmer_lang)
+            self._stemmer_obj = Stemmer.Stemmer(self.stemmer_lang)
+        return self._stemmer_obj
 
     def index(self, corpus: Mapping[str, Document]) -> None:
         import bm25s

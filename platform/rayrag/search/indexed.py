@@ -23,12 +23,19 @@ class IndexRetriever(Retriever):
     def index(self, corpus: Mapping[str, Document] | None = None) -> None:
         from ..errors import DataError
 
-        probe = load_index(self.folder)
-        model = probe.manifest["model"]
+        import json
+        from pathlib import Path
+
         from ..assets import BUILTINS
 
-        model_ref = model if model in BUILTINS else probe.manifest.get("model_path", model)
-        if probe.kind == "dense":
+        # Only the manifest is needed to pick the encoder; load_index (checksums, sizes) runs once, below.
+        mpath = Path(self.folder) / "manifest.json"
+        if not mpath.is_file():
+            raise DataError(f"{self.folder} is not a finished rayrag index (no manifest.json)")
+        manifest = json.loads(mpath.read_text())
+        model = manifest["model"]
+        model_ref = model if model in BUILTINS else manifest.get("model_path", model)
+        if manifest.get("kind") == "dense":
             from ..models.dense import DenseEncoder
 
             self.encoder = DenseEncoder(model_ref, max_length=self.max_length)
@@ -39,7 +46,7 @@ class IndexRetriever(Retriever):
             self.encoder = SpladeEncoder(model_ref, max_length=self.max_length or 256)
             dim = self.encoder.vocab_size
         self.loaded = load_index(self.folder, expected_dim=dim)
-        if probe.kind == "dense" and self.faiss_params is not None:
+        if self.loaded.kind == "dense" and self.faiss_params is not None:
             set_search_params(self.loaded.index, self.faiss_params)
         if corpus is not None:
             missing = len(set(corpus) - set(self.loaded.ids))

@@ -5,7 +5,8 @@ from typing import Mapping
 
 from ..data.beir import Document
 from ..models.sparse import SpladeEncoder
-from .base import Retriever, Run, top_k_rows
+from ..index.sparse_index import InvertedIndex
+from .base import Retriever, Run
 
 
 class SpladeRetriever(Retriever):
@@ -24,6 +25,7 @@ class SpladeRetriever(Retriever):
         self._docs = self.encoder.encode([corpus[i].full_text for i in self._ids],
                                          batch_size=self.batch_size, desc=f"{self.name}: encode corpus")
         self.encoder.top_k = None
+        self._inverted = InvertedIndex(self._docs)  # exact: the same scores as q @ docs.T
 
     def score(self, query: str, doc_ids: list[str]) -> list[float]:
         if not hasattr(self, "_pos"):
@@ -32,18 +34,13 @@ class SpladeRetriever(Retriever):
         rows = self._docs[[self._pos[d] for d in doc_ids]]
         return [float(v) for v in (rows @ q.T).toarray().ravel()]
 
-    def search(self, queries: Mapping[str, str], k: int, chunk: int = 256) -> Run:
+    def search(self, queries: Mapping[str, str], k: int) -> Run:
         self._check_k(k)
         if self._docs is None:
             raise RuntimeError("index() must be called before search()")
         qids = list(queries)
         q = self.encoder.encode([queries[i] for i in qids], batch_size=self.batch_size,
                                 desc=f"{self.name}: encode queries")
-        docs_t = self._docs.T.tocsc()
-        run: Run = {}
-        for s in range(0, len(qids), chunk):
-            scores = (q[s:s + chunk] @ docs_t).toarray()  # [chunk, N]
-            idx, vals = top_k_rows(scores, k)
-            for row, qid in enumerate(qids[s:s + chunk]):
-                run[qid] = [(self._ids[j], float(v)) for j, v in zip(idx[row], vals[row]) if v > 0]
-        return run
+        rows, scores = self._inverted.search(q, k)
+        return {qid: [(self._ids[j], float(v)) for j, v in zip(rows[i], scores[i]) if v > 0]
+                for i, qid in enumerate(qids)}
