@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 
-def init_ray(num_cpus: int | None = None) -> bool:
+def init_ray(num_cpus: int | None = None, dashboard: bool = False) -> bool:
     """Join the cluster in ``RAY_ADDRESS`` (set by ``ray job submit``; ``auto`` finds a local
     ``ray start`` cluster) or start a private local one.
 
@@ -12,6 +12,8 @@ def init_ray(num_cpus: int | None = None) -> bool:
     second one here would replace it. A local instance inherits this process's environment,
     binds to 127.0.0.1 only and skips the dashboard (about 1 GB of RSS on a laptop).
     Returns True when this call started or joined Ray, so the caller knows to disconnect.
+    ``dashboard=True`` starts it anyway (on 127.0.0.1, a free port): Ray Train's controller
+    polls the State API, which the dashboard serves, and logs a warning every second without it.
     """
     import ray
 
@@ -23,8 +25,17 @@ def init_ray(num_cpus: int | None = None) -> bool:
     _loopback_only()
     # address="local": always a fresh instance, never silently attaching to a `ray start`
     # cluster on this machine (set RAY_ADDRESS=auto, or use `ray job submit`, for that).
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
+    extra = {"dashboard_host": "127.0.0.1", "dashboard_port": _free_port()} if dashboard else {}
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, _node_ip_address="127.0.0.1", **extra)
     return True
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _loopback_only() -> None:

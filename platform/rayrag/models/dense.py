@@ -29,6 +29,36 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
     raise ValueError(f"unknown pooling {how!r}; choose from {POOLINGS}")
 
 
+def model_pooling(path: str) -> str | None:
+    """Pooling named by a sentence-transformers folder's Pooling module, if it has one."""
+    modules = Path(path) / "modules.json"
+    if not modules.is_file():
+        return None
+    for m in json.loads(modules.read_text()):
+        if m.get("type", "").endswith("Pooling"):
+            cfg_file = Path(path) / m.get("path", "") / "config.json"
+            if not cfg_file.is_file():
+                return None
+            cfg = json.loads(cfg_file.read_text())
+            mode = cfg.get("pooling_mode")  # newer sentence-transformers: one name (or a list)
+            if isinstance(mode, list):
+                mode = mode[0] if len(mode) == 1 else None
+            if mode is None:  # older layout: one boolean per mode
+                mode = next((k for k in ("mean", "cls", "lasttoken")
+                             if cfg.get({"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token",
+                                         "lasttoken": "pooling_mode_lasttoken"}[k])), None)
+            return {"mean": "mean", "cls": "cls", "lasttoken": "last"}.get(mode)
+    return None
+
+
+def model_prompts(path: str) -> dict[str, str]:
+    """The ``prompts`` of a sentence-transformers folder (e.g. an instruction for queries)."""
+    cfg = Path(path) / "config_sentence_transformers.json"
+    if cfg.is_file():
+        return json.loads(cfg.read_text()).get("prompts") or {}
+    return {}
+
+
 def _st_max_length(path: str) -> int | None:
     cfg = Path(path) / "sentence_bert_config.json"
     if cfg.is_file():
@@ -40,18 +70,20 @@ class DenseEncoder:
     """``encode(texts) -> float32 [N, D]``, L2-normalised by default (so dot = cosine)."""
 
     def __init__(self, model: str, pooling: str | None = None, max_length: int | None = None,
-                 normalize: bool = True, query_prefix: str = "", doc_prefix: str = "",
+                 normalize: bool = True, query_prefix: str | None = None, doc_prefix: str | None = None,
                  device: str | None = None):
         from transformers import AutoModel, AutoTokenizer
 
         resolved = resolve_model(model)
         self.name = model
-        self.pooling = pooling or resolved.pooling or "mean"
+        self.pooling = pooling or resolved.pooling or model_pooling(resolved.path) or "mean"
         if self.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {self.pooling!r}; choose from {POOLINGS}")
         self.max_length = max_length or _st_max_length(resolved.path) or 512
         self.normalize = normalize
-        self.query_prefix, self.doc_prefix = query_prefix, doc_prefix
+        prompts = model_prompts(resolved.path)  # a trained LLM embedder carries its query instruction
+        self.query_prefix = prompts.get("query", "") if query_prefix is None else query_prefix
+        self.doc_prefix = prompts.get("document", "") if doc_prefix is None else doc_prefix
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.tokenizer = AutoTokenizer.from_pretrained(resolved.path)
         if self.pooling == "last":

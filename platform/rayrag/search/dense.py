@@ -12,7 +12,7 @@ from .base import Retriever, Run, top_k_rows
 
 class DenseRetriever(Retriever):
     def __init__(self, model: str, batch_size: int = 64, max_length: int | None = None,
-                 query_prefix: str = "", doc_prefix: str = "", pooling: str | None = None,
+                 query_prefix: str | None = None, doc_prefix: str | None = None, pooling: str | None = None,
                  name: str | None = None, ann=None):
         """``ann``: FaissParams to search a FAISS index built over the embeddings instead of
         exact search (``minilm+hnsw``)."""

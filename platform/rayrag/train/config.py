@@ -1,0 +1,124 @@
+"""Config of the training jobs (dense bi-encoders, cross-encoder and LLM rerankers)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+
+OBJECTIVES = {
+    # objective -> model kind it trains
+    "infonce": "dense",  # contrastive, in-batch + mined hard negatives
+    "kl": "dense",  # listwise distillation from teacher scores in the examples
+    "margin_mse": "dense",  # pairwise distillation from teacher scores
+    "lce": "cross",  # cross-encoder, localized contrastive estimation over [pos, negs]
+    "llm_yesno": "llm",  # LLM reranker: SFT on "yes"/"no" after a relevance prompt
+}
+SCHEDULES = ("linear", "cosine", "constant")
+
+
+@dataclass
+class LoraConfig:
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+@dataclass
+class TrainEvalConfig:
+    """End-of-epoch evaluation on rank 0 (never used to pick checkpoints)."""
+    split: str | None = "test"  # None: no evaluation during training
+    every_epochs: int = 1
+    metric: str = "ndcg@10"
+    first_stage: str = "bm25"  # rerankers: what retrieves the candidates they re-score
+    rerank_depth: int = 100
+    max_queries: int | None = None  # cap for quick looks; None = every query of the split
+
+
+@dataclass
+class TrainConfig:
+    objective: str = "infonce"
+    model: str = "minilm"  # built-in name, folder or HF id
+    examples: str = "out/mine/scifact-train-bm25.jsonl"  # from the mine job
+    dataset: str = "scifact"  # its corpus gives the documents' text
+    data_dir: str | None = None
+    output_dir: str = "out/train/minilm"
+    # scale
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    # DeepSpeed engine
+    zero_stage: int = 0
+    bf16: bool = False  # bf16 where supported (CPU and Ampere+ GPUs); fp16 is not offered
+    # optimisation
+    epochs: int = 1
+    max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs)
+    batch_size: int = 16  # queries per worker per micro-batch
+    grad_accum: int = 1
+    lr: float = 2e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    schedule: str = "linear"
+    max_grad_norm: float | None = 1.0
+    seed: int = 42
+    # examples -> batches
+    group_size: int = 4  # documents per query: 1 positive + (group_size - 1) mined negatives
+    negatives_from_top: int = 32  # sample the negatives among the first n mined
+    temperature: float = 0.05  # InfoNCE / LCE logits scale 1/temperature
+    gather_negatives: bool = True  # InfoNCE: every worker's documents are negatives for every query
+    query_max_length: int = 64
+    doc_max_length: int = 256
+    # models
+    pooling: str | None = None  # dense: mean | cls | last; None = the model's default
+    query_prefix: str = ""  # e.g. an instruction for LLM embedders
+    doc_prefix: str = ""
+    gradient_checkpointing: bool = False
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    # checkpoints, logging, tracking
+    checkpoint_every: int = 0  # optimizer steps between checkpoints; 0 = only at epoch ends
+    keep_checkpoints: int = 2
+    max_failures: int = 1  # worker failures survived by restoring the last checkpoint
+    log_every: int = 10  # optimizer steps between MLflow metric logs (rank 0)
+    storage_path: str | None = None  # Ray Train storage; default <output_dir>/ray
+    register_as: str | None = None  # MLflow registered model name; None = no registration
+    experiment: str = "rayrag"
+    eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)
+
+    @property
+    def kind(self) -> str:
+        return OBJECTIVES[self.objective]
+
+    def validate(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"objective must be one of {sorted(OBJECTIVES)}, got {self.objective!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.zero_stage not in (0, 1, 2, 3):
+            raise ConfigError(f"zero_stage must be 0, 1, 2 or 3, got {self.zero_stage}")
+        for name in ("num_workers", "epochs", "batch_size", "grad_accum", "query_max_length",
+                     "doc_max_length", "log_every", "keep_checkpoints", "negatives_from_top"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.checkpoint_every < 0 or self.max_failures < 0:
+            raise ConfigError("checkpoint_every and max_failures must be >= 0")
+        if self.group_size < 1 or (self.kind != "dense" and self.group_size < 2) or \
+                (self.objective in ("kl", "margin_mse") and self.group_size < 2):
+            raise ConfigError(f"group_size must be >= 2 for objective {self.objective!r} "
+                              f"(a positive and at least one negative), got {self.group_size}")
+        if self.objective == "margin_mse" and self.group_size != 2:
+            raise ConfigError("margin_mse compares one positive with one negative: set group_size=2")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.lr <= 0 or self.temperature <= 0 or self.cpus_per_worker <= 0:
+            raise ConfigError("lr, temperature and cpus_per_worker must be > 0")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            raise ConfigError("max_grad_norm must be > 0 (or null for no clipping)")
+        if self.lora.enabled and self.kind == "cross":
+            raise ConfigError("LoRA is for LLM embedders and LLM rerankers; train cross-encoders fully")
+        if self.eval.every_epochs < 1 or self.eval.rerank_depth < 1:
+            raise ConfigError("eval.every_epochs and eval.rerank_depth must be >= 1")
+        if not self.output_dir:
+            raise ConfigError("output_dir must not be empty")

@@ -1,0 +1,72 @@
+"""The one DeepSpeed engine setup every training objective shares.
+
+DeepSpeed runs on the process group Ray Train already created (gloo on CPU, nccl on GPU).
+The optimizer is a client ``torch.optim.AdamW``: DeepSpeed's fused Adam JIT-compiles C++ on
+first use (over a minute, and CI has no compiler cache), and ZeRO 0-3 accept client
+optimizers. The learning-rate schedule is a client ``LambdaLR`` that DeepSpeed steps once per
+optimizer step (not per micro-batch).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+
+from .config import TrainConfig
+
+
+def lr_lambda(schedule: str, warmup: int, total: int):
+    """Multiplier of the peak lr at optimizer step ``s``: linear warmup, then the decay."""
+    def f(s: int) -> float:
+        if warmup and s < warmup:
+            return (s + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (s - warmup) / max(1, total - warmup))
+        if schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return max(0.0, 1.0 - progress)
+    return f
+
+
+def deepspeed_config(cfg: TrainConfig, world: int) -> dict:
+    return {
+        "train_micro_batch_size_per_gpu": cfg.batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "train_batch_size": cfg.batch_size * cfg.grad_accum * world,
+        "gradient_clipping": cfg.max_grad_norm or 0.0,
+        "zero_optimization": {"stage": cfg.zero_stage},
+        "bf16": {"enabled": cfg.bf16},
+        "zero_allow_untested_optimizer": True,  # the client AdamW (see module docstring)
+        "steps_per_print": 10 ** 9,  # we log to MLflow ourselves
+        "wall_clock_breakdown": False,
+    }
+
+
+def make_engine(module: torch.nn.Module, cfg: TrainConfig, world: int, total_steps: int):
+    """-> (engine, scheduler). ``module``'s frozen parameters stay out of the optimizer."""
+    import deepspeed
+
+    params = [p for p in module.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]  # no weight decay on biases and norms
+    no_decay = [p for p in params if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    warmup = int(cfg.warmup_ratio * total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.schedule, warmup, total_steps))
+    engine, _, _, scheduler = deepspeed.initialize(model=module, optimizer=optimizer, lr_scheduler=scheduler,
+                                                   config=deepspeed_config(cfg, world))
+    return engine, scheduler
+
+
+@contextlib.contextmanager
+def full_parameters(engine, zero_stage: int):
+    """Every rank sees whole parameters inside (ZeRO-3 shards them); call on all ranks."""
+    if zero_stage != 3:
+        yield
+        return
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None):
+        yield

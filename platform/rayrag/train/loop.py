@@ -1,0 +1,172 @@
+"""The training loop every objective runs on each Ray Train worker.
+
+Per worker: build the objective's module, wrap it in the shared DeepSpeed engine, restore
+the last checkpoint if Ray Train hands one over (after a worker failure, or when a run with
+the same name and storage is started again), then step through deterministic micro-batches.
+
+Checkpoints: every rank calls ``engine.save_checkpoint`` into its own temp folder (ZeRO
+shards are per rank) and reports it; Ray Train merges the files of all ranks into one
+checkpoint folder. ``state.json`` beside them holds (epoch, micro_step, step), the data
+position. Reports are slow (about 2 s each), so they happen only at checkpoints and epoch ends.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+TAG = "state"  # DeepSpeed checkpoint tag inside each reported folder
+
+
+def _mlflow_logger(conf: dict | None, rank: int):
+    """Rank 0 logs to the driver's MLflow run by id (no active-run global state)."""
+    if rank != 0 or not conf:
+        return lambda metrics, step: None
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    from ..tracking import metric_key
+
+    client = MlflowClient(conf["uri"])
+
+    def log(metrics: dict[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        client.log_batch(conf["run_id"], metrics=[Metric(metric_key(k), float(v), now, step)
+                                                  for k, v in metrics.items()])
+    return log
+
+
+def train_loop_per_worker(config: dict) -> None:
+    import numpy as np
+    import ray
+    import ray.train
+    import torch
+    import torch.distributed as dist
+
+    from ..assets import resolve_model
+    from ..config import from_dict
+    from .config import TrainConfig
+    from .engine import full_parameters, make_engine
+    from .examples import BatchPlan, make_group
+    from .objectives import make_objective
+
+    cfg = from_dict(TrainConfig, config["train"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    torch.manual_seed(cfg.seed)  # identical initial weights (random heads) on every rank
+    np.random.seed(cfg.seed)
+    data = ray.get(config["data"]) if isinstance(config["data"], ray.ObjectRef) else config["data"]
+    examples, text = data["examples"], data["text"]
+    log = _mlflow_logger(config.get("mlflow"), rank)
+
+    objective = make_objective(cfg)
+    module = objective.build(resolve_model(cfg.model).path)
+    plan = BatchPlan(len(examples), cfg.batch_size, world, cfg.grad_accum)
+    total_steps = min(cfg.max_steps or 10 ** 12, plan.steps_per_epoch * cfg.epochs)
+    engine, scheduler = make_engine(module, cfg, world, total_steps)
+    engine.train()
+
+    state = {"epoch": 0, "micro": 0, "step": 0, "resumed_from_step": None}
+    ckpt = ray.train.get_checkpoint()
+    if ckpt:
+        with ckpt.as_directory() as d:
+            engine.load_checkpoint(d, tag=TAG)  # model, optimizer, lr schedule (DeepSpeed files)
+            saved = json.loads((Path(d) / "state.json").read_text())
+        state.update(saved, resumed_from_step=saved["step"])
+        if rank == 0:
+            print(f"[train] resumed at epoch {state['epoch']} micro-batch {state['micro']} "
+                  f"(optimizer step {state['step']})", flush=True)
+
+    def report(metrics: dict, checkpoint: bool) -> None:
+        # Must run on every rank: DeepSpeed's save and Ray's report are both collective.
+        metrics = {**metrics, "step": state["step"], "epoch": state["epoch"],
+                   "resumed_from_step": state["resumed_from_step"]}
+        if not checkpoint:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory(prefix="rayrag-ckpt-") as tmp:
+            engine.save_checkpoint(tmp, tag=TAG)
+            if rank == 0:
+                (Path(tmp) / "state.json").write_text(json.dumps(state))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+    def mean_over_workers(x: float) -> float:
+        if world == 1:
+            return x
+        t = torch.tensor([x], dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        return t.item() / world
+
+    history: list[float] = []  # loss of every optimizer step (mean over workers): the equivalence test reads it
+    window_loss, window_samples, window_t0 = 0.0, 0, time.perf_counter()
+    done = state["step"] >= total_steps
+    last_eval: dict[str, float] = {}
+    while not done and state["epoch"] < cfg.epochs:
+        epoch = state["epoch"]
+        order = plan.order(cfg.seed, epoch)
+        step_loss = 0.0
+        while state["micro"] < plan.micro_per_epoch:
+            idx = plan.indices(order, state["micro"], rank)
+            groups = [make_group(examples[i], int(i), epoch, cfg.seed, cfg.group_size, cfg.negatives_from_top, text)
+                      for i in idx]
+            batch = {k: v.to(device) for k, v in objective.collate(groups).items()}
+            loss = objective.loss(engine, batch)
+            engine.backward(loss)
+            engine.step()
+            step_loss += loss.item() / cfg.grad_accum
+            window_samples += len(groups) * world
+            state["micro"] += 1
+            if state["micro"] % cfg.grad_accum:
+                continue
+            state["step"] += 1
+            step_loss = mean_over_workers(step_loss)
+            history.append(step_loss)
+            window_loss += step_loss
+            if state["step"] % cfg.log_every == 0:
+                elapsed = time.perf_counter() - window_t0
+                log({"train/loss": window_loss / cfg.log_every, "train/lr": scheduler.get_last_lr()[0],
+                     "train/samples_per_s": window_samples / max(elapsed, 1e-9), "train/epoch": epoch}, state["step"])
+                window_loss, window_samples, window_t0 = 0.0, 0, time.perf_counter()
+            step_loss = 0.0
+            done = state["step"] >= total_steps
+            if done:
+                break
+            if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0:
+                report({"train/loss": history[-1]}, checkpoint=True)
+        # End of epoch (or of max_steps): evaluate, then checkpoint with the position moved on.
+        metrics = {"train/loss": history[-1] if history else float("nan")}
+        if cfg.eval.split and ((epoch + 1) % cfg.eval.every_epochs == 0 or done):
+            with full_parameters(engine, cfg.zero_stage):
+                if rank == 0:
+                    t0 = time.perf_counter()
+                    metrics.update(objective.evaluate(engine.module, device))
+                    metrics["eval/seconds"] = time.perf_counter() - t0
+                    print(f"[train] epoch {epoch}: " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
+                          flush=True)
+                    log(metrics, state["step"])
+                    last_eval = {k: v for k, v in metrics.items() if k.startswith("eval/")}
+                if world > 1:
+                    dist.barrier()
+        if not done:
+            state.update(epoch=epoch + 1, micro=0)
+        done = done or state["epoch"] >= cfg.epochs
+        if not done:
+            report(metrics, checkpoint=True)
+
+    # The final model: a plain HF / sentence-transformers folder written by rank 0.
+    out = Path(config["model_dir"])
+    with full_parameters(engine, cfg.zero_stage):
+        if rank == 0:
+            objective.export(engine.module, out)
+        if world > 1:
+            dist.barrier()
+    final = {"losses": history, "total_steps": total_steps, "model_dir": str(out), "pid": os.getpid()}
+    if rank == 0:
+        (out.parent / "loss_history.json").write_text(json.dumps(final))
+    report({"train/loss": history[-1] if history else float("nan"), "finished": True, **last_eval},
+           checkpoint=True)

@@ -1,0 +1,89 @@
+"""What an objective provides to the shared training loop.
+
+A new objective (LREM, DiSCo, ...) is a loss in ``rayrag.losses`` plus one of these: how to
+build the trainable module, turn example groups into tensors, compute the loss through the
+engine, export a loadable folder, and evaluate. The loop, engine, checkpoints, fault tolerance
+and tracking stay the same.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..config import TrainConfig
+from ..examples import Group
+
+
+class Objective(ABC):
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.tokenizer = None
+
+    @abstractmethod
+    def build(self, model_path: str) -> torch.nn.Module:
+        """The trainable module (sets ``self.tokenizer``)."""
+
+    @abstractmethod
+    def collate(self, groups: Sequence[Group]) -> dict[str, torch.Tensor]: ...
+
+    @abstractmethod
+    def loss(self, engine, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Forward once through ``engine`` (DeepSpeed wraps the module) and return the loss."""
+
+    @abstractmethod
+    def save(self, module: torch.nn.Module, folder: Path) -> None:
+        """Write a standard model folder (HF / sentence-transformers layout) into ``folder``."""
+
+    @abstractmethod
+    def evaluate(self, module: torch.nn.Module, device: torch.device) -> dict[str, float]: ...
+
+    def export(self, module: torch.nn.Module, dest: str | Path) -> Path:
+        """``save`` into a temp folder, then rename: a crash never leaves a half-written model."""
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+        try:
+            self.save(module, tmp)
+            if dest.exists():
+                old = dest.with_name(f".{dest.name}-old-{os.getpid()}")
+                dest.rename(old)
+                shutil.rmtree(old)
+            tmp.rename(dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return dest
+
+
+def unwrap_peft(module: torch.nn.Module) -> torch.nn.Module:
+    """LoRA adapters merged into a copy of the weights, so the export is a plain model."""
+    try:
+        from peft import PeftModel
+    except ImportError:  # peft not installed: nothing can be wrapped
+        return module
+    if isinstance(module, PeftModel):
+        import copy
+
+        return copy.deepcopy(module).merge_and_unload()
+    return module
+
+
+def apply_lora(model: torch.nn.Module, cfg: TrainConfig, task_type: str) -> torch.nn.Module:
+    if not cfg.lora.enabled:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=list(cfg.lora.target_modules), task_type=task_type)
+    return get_peft_model(model, lora)
+
+
+def enable_checkpointing(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    if cfg.gradient_checkpointing:
+        # Non-reentrant: works with frozen embeddings (LoRA) without enable_input_require_grads.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -1,0 +1,136 @@
+"""Bi-encoder objectives: InfoNCE, KL listwise and MarginMSE over query/document embeddings.
+
+Encoder-only models (MiniLM, mean pooling) and decoder LLM embedders (SmolLM2, last-token
+pooling, an instruction prefix on queries, optional LoRA and gradient checkpointing) share
+this code; only pooling, prefixes and padding side differ.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ...losses import infonce, kl_listwise, margin_mse
+from ...models.dense import POOLINGS, pool
+from ..examples import Group
+from .base import Objective, apply_lora, enable_checkpointing, unwrap_peft
+
+ST_POOLING = {"mean": "mean", "cls": "cls", "last": "lasttoken"}
+
+
+class BiEncoder(torch.nn.Module):
+    """One shared encoder for queries and documents; forward returns both embeddings."""
+
+    def __init__(self, backbone: torch.nn.Module, pooling: str):
+        super().__init__()
+        self.backbone, self.pooling = backbone, pooling
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, T, H]
+        return F.normalize(pool(hidden, attention_mask, self.pooling).float(), dim=-1)  # [B, H]
+
+    def forward(self, q_input_ids, q_attention_mask, d_input_ids, d_attention_mask):
+        # One call for both sides: DeepSpeed hooks (ZeRO-3 gathering) run once per step.
+        return self.embed(q_input_ids, q_attention_mask), self.embed(d_input_ids, d_attention_mask)
+
+
+class DenseObjective(Objective):
+    def build(self, model_path: str) -> torch.nn.Module:
+        from transformers import AutoModel, AutoTokenizer
+
+        from ...assets import resolve_model
+        from ...models.dense import model_pooling
+
+        cfg = self.cfg
+        self.pooling = cfg.pooling or resolve_model(cfg.model).pooling or model_pooling(model_path) or "mean"
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {self.pooling!r}")
+        tok = AutoTokenizer.from_pretrained(model_path)
+        if self.pooling == "last":
+            tok.padding_side = "right"  # pool() finds the last attended token either way
+            if tok.pad_token is None:
+                tok.pad_token = tok.eos_token
+        self.tokenizer = tok
+        backbone = AutoModel.from_pretrained(model_path, dtype=torch.float32)
+        pooler = getattr(backbone, "pooler", None)
+        if pooler is not None:
+            # BERT's pooler is unused by mean/CLS-token pooling: frozen, it gets no gradient and
+            # stays out of the optimizer (and the exported folder keeps the original weights).
+            pooler.requires_grad_(False)
+        enable_checkpointing(backbone, cfg)
+        backbone = apply_lora(backbone, cfg, "FEATURE_EXTRACTION")
+        return BiEncoder(backbone, self.pooling)
+
+    def _tok(self, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+        return self.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+
+    def collate(self, groups: Sequence[Group]) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        q = self._tok([cfg.query_prefix + g.query for g in groups], cfg.query_max_length)
+        d = self._tok([cfg.doc_prefix + t for g in groups for t in g.docs], cfg.doc_max_length)  # [Q*g]
+        batch = {"q_input_ids": q["input_ids"], "q_attention_mask": q["attention_mask"],
+                 "d_input_ids": d["input_ids"], "d_attention_mask": d["attention_mask"]}
+        if groups and groups[0].teacher is not None:
+            batch["teacher"] = torch.tensor([g.teacher for g in groups], dtype=torch.float32)  # [Q, g]
+        return batch
+
+    def loss(self, engine, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        cfg = self.cfg
+        teacher = batch.pop("teacher", None)
+        q, d = engine(**batch)  # [Q, H], [Q*g, H]
+        if cfg.objective == "infonce":
+            return infonce(q, d, cfg.temperature, cfg.group_size, gather=cfg.gather_negatives)
+        scores = torch.einsum("qh,qgh->qg", q, d.view(q.shape[0], cfg.group_size, -1))  # [Q, g] cosine
+        if cfg.objective == "kl":
+            return kl_listwise(scores / cfg.temperature, teacher)
+        return margin_mse(scores[:, 0], scores[:, 1], teacher[:, 0], teacher[:, 1])
+
+    def save(self, module: torch.nn.Module, folder: Path) -> None:
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+        backbone = unwrap_peft(module.backbone)
+        backbone.save_pretrained(folder, safe_serialization=True)
+        self.tokenizer.save_pretrained(folder)
+        # The sentence-transformers files (modules.json, pooling, prompts) come from the library
+        # itself, so SentenceTransformer(folder) reproduces our embeddings exactly.
+        t = Transformer(str(folder), max_seq_length=self.cfg.doc_max_length)
+        if self.pooling == "last":
+            t.tokenizer.padding_side = "right"
+        p = Pooling(t.get_embedding_dimension(), pooling_mode=ST_POOLING[self.pooling])
+        prompts = {k: v for k, v in (("query", self.cfg.query_prefix), ("document", self.cfg.doc_prefix)) if v}
+        SentenceTransformer(modules=[t, p, Normalize()], prompts=prompts or None, device="cpu").save(str(folder))
+
+    @torch.no_grad()
+    def evaluate(self, module: torch.nn.Module, device: torch.device) -> dict[str, float]:
+        from ...search.base import top_k_rows
+        from .evaluation import eval_split, score_run
+
+        cfg = self.cfg
+        ds = eval_split(cfg)
+        was_training = module.training
+        module.eval()
+        try:
+            doc_ids = list(ds.corpus)
+            docs = self._encode(module, [cfg.doc_prefix + ds.corpus[i].full_text for i in doc_ids],
+                                cfg.doc_max_length, device)
+            qids = list(ds.queries)
+            qs = self._encode(module, [cfg.query_prefix + ds.queries[i] for i in qids], cfg.query_max_length, device)
+        finally:
+            module.train(was_training)
+        idx, vals = top_k_rows(qs @ docs.T, 100)
+        run = {q: [(doc_ids[j], float(s)) for j, s in zip(idx[r], vals[r])] for r, q in enumerate(qids)}
+        return score_run(cfg, ds, run)
+
+    def _encode(self, module, texts: list[str], max_length: int, device) -> np.ndarray:
+        from ...models.batching import encode_in_order
+
+        def fn(batch: list[str]) -> np.ndarray:
+            enc = self._tok(batch, max_length).to(device)
+            return module.embed(enc["input_ids"], enc["attention_mask"]).float().cpu().numpy()
+
+        dim = module.backbone.config.hidden_size
+        return encode_in_order(texts, 64, fn, dim, desc="eval-encode")

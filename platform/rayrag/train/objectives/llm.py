@@ -1,0 +1,65 @@
+"""LLM reranker objective: SFT of a causal LM to answer " yes" / " no" to a relevance prompt."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ...losses import yes_no_sft
+from ...models.reranker import LLM_PROMPT, llm_pair_inputs, load_llm_tokenizer, write_meta, yes_no_ids
+from ..examples import Group
+from .base import Objective, apply_lora, enable_checkpointing, unwrap_peft
+
+
+class LLMRerankerObjective(Objective):
+    def build(self, model_path: str) -> torch.nn.Module:
+        from transformers import AutoModelForCausalLM
+
+        self.tokenizer = load_llm_tokenizer(model_path)
+        self.yes_id, self.no_id = yes_no_ids(self.tokenizer)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        enable_checkpointing(model, self.cfg)
+        return apply_lora(model, self.cfg, "CAUSAL_LM")
+
+    def _inputs(self, queries: list[str], docs: list[str]) -> dict[str, torch.Tensor]:
+        return dict(llm_pair_inputs(self.tokenizer, LLM_PROMPT, queries, docs, self.cfg.doc_max_length))
+
+    def collate(self, groups: Sequence[Group]) -> dict[str, torch.Tensor]:
+        batch = self._inputs([g.query for g in groups for _ in g.docs], [t for g in groups for t in g.docs])
+        batch["relevant"] = torch.tensor([i == 0 for g in groups for i in range(len(g.docs))])  # [Q*g]
+        return batch
+
+    def _last_logits(self, model, batch) -> torch.Tensor:
+        # logits_to_keep=1: only the last position's [V] logits, not [T, V] per row.
+        return model(**batch, logits_to_keep=1).logits[:, -1]  # [N, V]
+
+    def loss(self, engine, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        relevant = batch.pop("relevant")
+        return yes_no_sft(self._last_logits(engine, batch), relevant, self.yes_id, self.no_id)
+
+    def save(self, module: torch.nn.Module, folder: Path) -> None:
+        unwrap_peft(module).save_pretrained(folder, safe_serialization=True)
+        self.tokenizer.save_pretrained(folder)
+        write_meta(folder, "llm", self.cfg.doc_max_length, prompt=LLM_PROMPT)
+
+    @torch.no_grad()
+    def evaluate(self, module: torch.nn.Module, device: torch.device) -> dict[str, float]:
+        from .evaluation import rerank_eval
+
+        def scorer(query: str, docs) -> np.ndarray:
+            out = []
+            for s in range(0, len(docs), 16):
+                chunk = list(docs[s:s + 16])
+                enc = {k: v.to(device) for k, v in self._inputs([query] * len(chunk), chunk).items()}
+                logits = self._last_logits(module, enc)
+                out.append((logits[:, self.yes_id] - logits[:, self.no_id]).float().cpu().numpy())
+            return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+        was_training = module.training
+        module.eval()
+        try:
+            return rerank_eval(self.cfg, scorer)
+        finally:
+            module.train(was_training)

@@ -1,0 +1,122 @@
+"""The train job's driver: check everything, start Ray Train, record the result in MLflow.
+
+Data, model and config are validated in the driver before any worker starts. The examples
+and the texts they need go into the object store once, so workers on other nodes need no
+access to the data folder. Ray Train's run lives in ``storage_path`` under a name derived from
+the output folder: starting the same job again after a crash resumes from its last
+checkpoint (Ray Train V2 restores a run with the same name and storage).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..config import to_dict
+from ..errors import ConfigError
+from .config import TrainConfig
+from .examples import BatchPlan, check_plan, load_examples
+
+
+def prepare_data(cfg: TrainConfig) -> dict:
+    from ..data import dataset_dir
+    from ..data.beir import load_corpus
+
+    corpus = load_corpus(dataset_dir(cfg.dataset, cfg.data_dir) / "corpus.jsonl")
+    examples = load_examples(cfg.examples, set(corpus), need_negatives=cfg.group_size > 1,
+                             need_teacher=cfg.objective in ("kl", "margin_mse"))
+    needed = {d for ex in examples for d in (*ex.positives, *ex.negatives[:cfg.negatives_from_top])}
+    check_plan(BatchPlan(len(examples), cfg.batch_size, cfg.num_workers, cfg.grad_accum))
+    return {"examples": examples, "text": {d: corpus[d].full_text for d in needed}}
+
+
+def run_train(cfg: TrainConfig) -> dict:
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from .. import tracking
+    from ..assets import resolve_model
+    from ..encode.store import atomic_write_json
+    from ..ray_utils import init_ray
+    from .loop import train_loop_per_worker
+
+    resolve_model(cfg.model)  # a bad model name fails here, not in every worker
+    data = prepare_data(cfg)
+    out = Path(cfg.output_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    storage = Path(cfg.storage_path).resolve() if cfg.storage_path else out / "ray"
+    started = init_ray(dashboard=True)
+    try:
+        _check_resources(cfg, ray.cluster_resources())
+        with tracking.job_run(f"train-{cfg.objective}", to_dict(cfg), dataset=cfg.dataset, experiment=cfg.experiment,
+                              tags={"rayrag.objective": cfg.objective, "rayrag.model": cfg.model}) as jr:
+            t0 = time.perf_counter()
+            resources = {"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})}
+            trainer = TorchTrainer(
+                train_loop_per_worker,
+                train_loop_config={"train": to_dict(cfg), "data": ray.put(data), "model_dir": str(out / "model"),
+                                   "mlflow": {"uri": tracking.tracking_uri(), "run_id": jr.run_id}},
+                scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+                                             resources_per_worker=resources),
+                run_config=RunConfig(name="train", storage_path=str(storage),
+                                     failure_config=FailureConfig(max_failures=cfg.max_failures),
+                                     checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints)),
+            )
+            result = trainer.fit()
+            wall = time.perf_counter() - t0
+            if result.error:
+                raise result.error
+            history = json.loads((out / "loss_history.json").read_text())
+            metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
+            summary = {"wall_s": wall, "examples": len(data["examples"]), "total_steps": history["total_steps"],
+                       **{k: v for k, v in metrics.items() if k.startswith("eval/")},
+                       "resumed_from_step": metrics.get("resumed_from_step")}
+            jr.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
+            _plot_loss(jr, history["losses"], cfg)
+            jr.log_artifact(out / "model", "model")
+            version = None
+            if cfg.register_as:
+                import mlflow
+
+                version = mlflow.register_model(f"runs:/{jr.run_id}/model", cfg.register_as).version
+            res = {**summary, "model_dir": str(out / "model"), "checkpoint": result.checkpoint.path
+                   if result.checkpoint else None, "mlflow_run_id": jr.run_id,
+                   "tracking_uri": tracking.tracking_uri(), "registered_model": cfg.register_as,
+                   "registered_version": version}
+            atomic_write_json(out / "result.json", res, sort_keys=False)
+            jr.log_artifact(out / "result.json")
+            print(f"[train] done in {wall:.0f} s: {out / 'model'}  MLflow run {jr.run_id}"
+                  + "".join(f"  {k}={v:.4f}" for k, v in summary.items() if k.startswith("eval/")), flush=True)
+            return res
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _check_resources(cfg: TrainConfig, have: dict) -> None:
+    """Fail now rather than wait forever for workers that cannot be placed."""
+    need_gpu = cfg.num_workers if cfg.use_gpu else 0
+    if have.get("GPU", 0) < need_gpu:
+        raise ConfigError(f"use_gpu=true needs {need_gpu} GPU(s); the cluster has {have.get('GPU', 0):g}")
+    if have.get("CPU", 0) < cfg.num_workers * cfg.cpus_per_worker:
+        raise ConfigError(f"{cfg.num_workers} workers x {cfg.cpus_per_worker:g} CPUs do not fit the cluster's "
+                          f"{have.get('CPU', 0):g} CPUs; lower num_workers or cpus_per_worker")
+
+
+def _plot_loss(jr, losses: list[float], cfg: TrainConfig) -> None:
+    if not losses:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(range(1, len(losses) + 1), losses, lw=1)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(f"{cfg.objective} loss")
+    ax.set_title(f"{cfg.model}: training loss")
+    ax.grid(alpha=0.3)
+    jr.log_figure(fig, "plots/train_loss.png")
+    plt.close(fig)
