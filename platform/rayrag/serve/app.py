@@ -1,0 +1,221 @@
+"""The FastAPI ingress and the application builder Serve imports (``rayrag.serve.app:build_app``).
+
+    HTTP -> Ingress (validation, auth, composition) --handle--> Retriever (batched encode + index)
+                                                    --handle--> Reranker (batched pair scoring)
+
+Every range check happens here, against the config's limits, before any replica works.
+No ``from __future__ import annotations`` in this module: Serve's class-based ingress rebuilds
+the endpoint signatures, and FastAPI then cannot resolve string annotations, so a request
+body silently turns into a query-string parameter.
+"""
+
+import asyncio
+import base64
+from typing import Any
+
+import numpy as np
+from fastapi import Depends, FastAPI
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from .. import __version__
+from ..config import from_dict, to_dict
+from .auth import KeyCheck, load_key
+from .config import ServeConfig
+from .deployments import Reranker, Retriever
+from .errors import ApiError, BadInput, NotReady, install_handlers
+from .schemas import (Embedding, EmbeddingsRequest, EmbeddingsResponse, ModelCard, ModelList, RerankDocument,
+                      RerankRequest, RerankResponse, RerankResult, SearchHit, SearchRequest, SearchResponse, Usage)
+
+api = FastAPI(title="rayrag", version=__version__,
+              description="Retrieval for RAG: search with optional reranking, OpenAI-compatible embeddings, "
+                          "Cohere/Jina-style rerank. Errors are `{\"error\": {message, type, param, code}}`.")
+install_handlers(api)
+bearer = HTTPBearer(auto_error=False, description="API key, when the server has one configured")
+
+
+def _text(value: str, param: str, limit: int) -> str:
+    if not value.strip():
+        raise ApiError(400, f"{param} must not be empty or whitespace", param=param, code="empty")
+    if len(value) > limit:
+        raise ApiError(400, f"{param} is {len(value)} characters; the limit is {limit}", param=param,
+                       code="too_long")
+    return value
+
+
+def _in_range(value: int, param: str, high: int) -> int:
+    if not 1 <= value <= high:
+        raise ApiError(400, f"{param} must be between 1 and {high}, got {value}", param=param, code="out_of_range")
+    return value
+
+
+async def _call(response) -> Any:
+    try:
+        return await response
+    except NotReady as e:
+        raise ApiError(503, str(e).splitlines()[-1], code="not_ready", headers={"Retry-After": "5"}) from None
+    except BadInput as e:
+        raise ApiError(400, str(e).splitlines()[-1], code="invalid_input") from None
+
+
+def _full(hit: dict) -> str:
+    """What the reranker reads: BEIR's title + space + text, as the encoders do."""
+    return f"{hit['title']} {hit['text']}".strip() if hit["title"] else hit["text"]
+
+
+def _encode(vector, fmt: str) -> list[float] | str:
+    v = np.asarray(vector, dtype="<f4")
+    return base64.b64encode(v.tobytes()).decode() if fmt == "base64" else v.tolist()
+
+
+# Helpers the ingress uses are defined above it: serve.ingress copies the class when it is
+# decorated, and names defined after that point are missing inside the replica.
+@serve.deployment(name="Ingress")
+@serve.ingress(api)
+class Ingress:
+    def __init__(self, config: dict, retriever: DeploymentHandle, reranker: DeploymentHandle | None):
+        self.cfg = from_dict(ServeConfig, config)
+        self.limits = self.cfg.limits
+        self.check_key = KeyCheck(load_key(self.cfg.auth))
+        self.retriever, self.reranker = retriever, reranker
+        self._info: dict | None = None
+
+    def _auth(self, creds: HTTPAuthorizationCredentials | None) -> None:
+        self.check_key(creds)
+
+    async def _retriever_info(self) -> dict:
+        if self._info is None:
+            status = await self.retriever.status.remote()
+            if not status["ready"]:
+                raise ApiError(503, f"retriever is not ready: {status['error']}", code="not_ready",
+                               headers={"Retry-After": "5"})
+            self._info = status
+        return self._info
+
+    @api.get("/healthz", summary="liveness: the HTTP server answers")
+    async def healthz(self) -> dict:
+        return {"status": "ok"}
+
+    @api.get("/readyz", summary="readiness: 200 once model, index and reranker are loaded, else 503")
+    async def readyz(self):
+        calls = {"retriever": self.retriever.status.remote()}
+        if self.reranker is not None:
+            calls["reranker"] = self.reranker.status.remote()
+        results = dict(zip(calls, await asyncio.gather(*calls.values())))
+        if all(r["ready"] for r in results.values()):
+            return {"status": "ready", **results}
+        from fastapi.responses import JSONResponse
+
+        return JSONResponse({"status": "not_ready", **results}, status_code=503, headers={"Retry-After": "5"})
+
+    @api.post("/search", response_model=SearchResponse, summary="retrieve (and optionally rerank) passages")
+    async def search(self, body: SearchRequest, creds=Depends(bearer)) -> SearchResponse:
+        self._auth(creds)
+        lim = self.limits
+        query = _text(body.query, "query", lim.max_query_chars)
+        k = _in_range(self.cfg.default_k if body.k is None else body.k, "k", lim.max_k)
+        rerank_k = _in_range(self.cfg.default_rerank_k if body.rerank_k is None else body.rerank_k, "rerank_k",
+                             lim.max_rerank_k)
+        if body.rerank and self.reranker is None:
+            raise ApiError(400, "this server has no reranker configured", param="rerank", code="no_reranker")
+        info = await self._retriever_info()
+        hits = await _call(self.retriever.search.remote(query, max(k, rerank_k) if body.rerank else k))
+        results = [dict(h, stage="retriever", retriever_score=h["score"]) for h in hits]
+        if body.rerank and results:
+            head, tail = results[:rerank_k], results[rerank_k:]
+            scores = await _call(self.reranker.score.remote(query, [_full(h) for h in head]))
+            for h, s in zip(head, scores):
+                h.update(score=s, stage="reranker")
+            # stable sort: equal reranker scores keep the retriever's order
+            results = sorted(head, key=lambda h: -h["score"]) + tail
+        return SearchResponse(query=query, k=k, reranked=body.rerank, model=info["model"],
+                              reranker=self.cfg.reranker_name or self.cfg.reranker if body.rerank else None,
+                              results=[SearchHit(rank=i + 1, **h) for i, h in enumerate(results[:k])])
+
+    @api.post("/v1/embeddings", response_model=EmbeddingsResponse, summary="OpenAI-compatible embeddings")
+    async def embeddings(self, body: EmbeddingsRequest, creds=Depends(bearer)) -> EmbeddingsResponse:
+        self._auth(creds)
+        info = await self._retriever_info()
+        if body.model != info["model"]:
+            raise ApiError(404, f"model {body.model!r} does not exist; this server embeds with {info['model']!r}",
+                           param="model", code="model_not_found")
+        if info["kind"] != "dense":
+            raise ApiError(400, f"model {info['model']!r} is a sparse encoder and has no dense embeddings",
+                           param="model", code="unsupported_model")
+        if body.dimensions is not None and body.dimensions != info["dim"]:
+            raise ApiError(400, f"dimensions must be {info['dim']} for this model", param="dimensions",
+                           code="unsupported_dimensions")
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        if not texts:
+            raise ApiError(400, "input must not be an empty list", param="input", code="empty")
+        if len(texts) > self.limits.max_embedding_inputs:
+            raise ApiError(400, f"input has {len(texts)} items; the limit is {self.limits.max_embedding_inputs}",
+                           param="input", code="too_many_inputs")
+        for i, t in enumerate(texts):
+            _text(t, f"input[{i}]" if not isinstance(body.input, str) else "input", self.limits.max_input_chars)
+        vectors, tokens = await _call(self.retriever.embed.remote(texts))
+        data = [Embedding(index=i, embedding=_encode(v, body.encoding_format)) for i, v in enumerate(vectors)]
+        return EmbeddingsResponse(data=data, model=info["model"],
+                                  usage=Usage(prompt_tokens=sum(tokens), total_tokens=sum(tokens)))
+
+    @api.post("/v1/rerank", response_model=RerankResponse, response_model_exclude_none=True,
+              summary="Cohere/Jina-style rerank")
+    async def rerank(self, body: RerankRequest, creds=Depends(bearer)) -> RerankResponse:
+        self._auth(creds)
+        if self.reranker is None:
+            raise ApiError(404, "this server has no reranker configured", param="model", code="model_not_found")
+        name = self.cfg.reranker_name or self.cfg.reranker
+        if body.model is not None and body.model != name:
+            raise ApiError(404, f"model {body.model!r} does not exist; this server reranks with {name!r}",
+                           param="model", code="model_not_found")
+        query = _text(body.query, "query", self.limits.max_query_chars)
+        docs = [d if isinstance(d, str) else d.text for d in body.documents]
+        if not 1 <= len(docs) <= self.limits.max_rerank_documents:
+            raise ApiError(400, f"documents has {len(docs)} items; give 1 to {self.limits.max_rerank_documents}",
+                           param="documents", code="out_of_range")
+        for i, d in enumerate(docs):
+            _text(d, f"documents[{i}]", self.limits.max_input_chars)
+        top_n = len(docs) if body.top_n is None else _in_range(body.top_n, "top_n", self.limits.max_rerank_documents)
+        scores = await _call(self.reranker.score.remote(query, docs))
+        order = sorted(range(len(docs)), key=lambda i: -scores[i])[:top_n]
+        return RerankResponse(model=name, results=[
+            RerankResult(index=i, relevance_score=scores[i],
+                         document=RerankDocument(text=docs[i]) if body.return_documents else None) for i in order])
+
+    @api.get("/v1/models", response_model=ModelList, summary="OpenAI-compatible model list")
+    async def models(self, creds=Depends(bearer)) -> ModelList:
+        self._auth(creds)
+        names = [(await self._retriever_info())["model"]]
+        if self.reranker is not None:
+            names.append(self.cfg.reranker_name or self.cfg.reranker)
+        return ModelList(data=[ModelCard(id=n) for n in names])
+
+
+def build(cfg: ServeConfig):
+    """The Serve application for ``cfg``, with replicas, autoscaling and batching from it."""
+    args = to_dict(absolute_paths(cfg))
+    retriever = Retriever.options(**cfg.retriever.serve_options(), user_config=cfg.retriever.batching()).bind(args)
+    reranker = None
+    if cfg.reranker:
+        reranker = Reranker.options(**cfg.rerank.serve_options(), user_config=cfg.rerank.batching()).bind(args)
+    return Ingress.options(**cfg.ingress.serve_options()).bind(args, retriever, reranker)
+
+
+def absolute_paths(cfg: ServeConfig) -> ServeConfig:
+    """Local paths relative to the builder's cwd: replicas run elsewhere (Ray's session folder)."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from .artifacts import is_remote
+
+    def fix(p: str | None) -> str | None:
+        return p if p is None or is_remote(p) or not Path(p).expanduser().exists() else str(Path(p).expanduser().resolve())
+
+    return replace(cfg, index=fix(cfg.index), corpus=fix(cfg.corpus), query_model=fix(cfg.query_model),
+                   reranker=fix(cfg.reranker), reranker_name=cfg.reranker_name or cfg.reranker, auth=replace(cfg.auth, api_key_file=fix(cfg.auth.api_key_file)))
+
+
+def build_app(args: dict):
+    """Serve's application builder: ``import_path: rayrag.serve.app:build_app`` with ``args`` = ServeConfig."""
+    return build(from_dict(ServeConfig, dict(args or {})))

@@ -1,0 +1,117 @@
+"""Where served artifacts come from: local folders or MLflow, loaded without unpickling.
+
+* ``runs:/<run_id>/<path>``, ``models:/<name>/<version>`` and ``mlflow-artifacts:/`` URIs are
+  downloaded with ``mlflow.artifacts.download_artifacts`` (``MLFLOW_TRACKING_URI`` decides the
+  server) into ``$RAYRAG_HOME/serve-cache/``, through a temp folder and a rename, so replicas
+  starting together never see a half-written copy.
+* Model folders must hold safetensors weights. transformers loads those in preference to any
+  ``*.bin`` beside them; a folder with pickled weights only is refused, because unpickling a
+  file from a model registry runs whatever code it carries.
+* FAISS indexes are FAISS's own binary format and inverted indexes are ``.npz`` read with
+  ``allow_pickle=False`` (scipy's ``load_npz``), so the index path needs no pickle either.
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..data.beir import Document
+from ..errors import DataError, ModelNotFoundError
+from .config import REF_SCHEMES
+
+PICKLED = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt")
+
+
+def is_remote(ref: str) -> bool:
+    return ref.startswith(REF_SCHEMES)
+
+
+def fetch(ref: str) -> Path:
+    """A local folder or file for ``ref``: remote references are downloaded once per host."""
+    if not is_remote(ref):
+        path = Path(ref).expanduser().resolve()
+        if not path.exists():
+            raise DataError(f"{ref}: no such file or folder")
+        return path
+    import mlflow
+
+    from .. import tracking
+
+    uri = tracking.tracking_uri()
+    root = tracking.rayrag_home() / "serve-cache"
+    dest = root / hashlib.sha256(f"{uri}|{ref}".encode()).hexdigest()[:24]
+    if dest.exists():
+        return _content_folder(dest)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
+    try:
+        mlflow.artifacts.download_artifacts(artifact_uri=ref, dst_path=str(tmp), tracking_uri=uri)
+        try:
+            tmp.rename(dest)
+        except OSError:  # another replica finished first; its copy is complete
+            if not dest.exists():
+                raise
+    except Exception as e:
+        raise DataError(f"cannot download {ref} from MLflow at {uri}: {type(e).__name__}: {e}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _content_folder(dest)
+
+
+def _content_folder(folder: Path) -> Path:
+    """download_artifacts nests the artifact under its own name: step into a lone subfolder."""
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    while len(entries) == 1 and entries[0].is_dir():
+        folder = entries[0]
+        entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    return folder
+
+
+def model_ref(ref: str) -> str:
+    """A name ``resolve_model`` accepts (built-in, folder, HF id), after checking its weights."""
+    from ..assets import resolve_model
+
+    local = str(fetch(ref)) if is_remote(ref) else ref
+    path = Path(resolve_model(local).path)
+    check_safe_weights(path)
+    return local
+
+
+def check_safe_weights(folder: Path) -> None:
+    if any(folder.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for pat in PICKLED for p in folder.glob(pat))
+    if pickled:
+        raise ModelNotFoundError(f"{folder}: weights are pickled ({', '.join(pickled)}); convert them to "
+                                 f"safetensors (model.save_pretrained(..., safe_serialization=True)); "
+                                 f"pickles are never loaded by the server")
+    raise ModelNotFoundError(f"{folder}: no *.safetensors weights found")
+
+
+def load_passages(path: Path, sha256: str | None, ids: list[str]) -> dict[str, Document]:
+    """The passages behind ``ids``; the corpus must be the one the index was built from."""
+    from ..encode.store import sha256_file
+
+    if not path.is_file():
+        raise DataError(f"corpus {path} not found: set `corpus` to the BEIR corpus the index was built from")
+    if sha256 and sha256_file(path) != sha256:
+        raise DataError(f"corpus {path} differs from the one the index was built from (sha256 mismatch)")
+    if path.suffix == ".parquet":
+        corpus = _read_parquet(path)
+    else:
+        from ..data.beir import load_corpus
+
+        corpus = load_corpus(path)
+    missing = [i for i in ids if i not in corpus]
+    if missing:
+        raise DataError(f"corpus {path} lacks {len(missing)} indexed documents (e.g. {missing[0]!r})")
+    return {i: corpus[i] for i in ids}
+
+
+def _read_parquet(path: Path) -> dict[str, Document]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=["_id", "title", "text"]).to_pydict()
+    return {str(i): Document(t or "", x or "") for i, t, x in zip(table["_id"], table["title"], table["text"])}

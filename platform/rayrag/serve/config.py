@@ -1,0 +1,123 @@
+"""Config of the Serve application: what to load, request limits, access, and deployment sizes.
+
+The same dataclass is the ``args:`` block of the Serve config YAML (``jobs/configs/serve/``),
+so ``serve run``/``serve deploy``/KubeRay and ``rayrag serve run`` read one definition.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+
+REF_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
+
+
+@dataclass
+class Limits:
+    """Request limits: anything beyond them is a 4xx, never work for the replicas."""
+    max_query_chars: int = 2000
+    max_k: int = 100
+    max_rerank_k: int = 100  # candidates one /search may send to the reranker
+    max_embedding_inputs: int = 64  # inputs per /v1/embeddings call
+    max_input_chars: int = 8000  # per embeddings input and per rerank document
+    max_rerank_documents: int = 100  # documents per /v1/rerank call
+
+    def validate(self) -> None:
+        for name, value in vars(self).items():
+            if value < 1:
+                raise ConfigError(f"limits.{name} must be >= 1, got {value}")
+
+
+@dataclass
+class Auth:
+    """Optional bearer key. The first of the file and the environment variable that holds a key wins."""
+    api_key_env: str | None = "RAYRAG_API_KEY"  # name of the variable, not the key
+    api_key_file: str | None = None  # e.g. a mounted Kubernetes Secret
+    required: bool = False  # refuse to start when no key is found (instead of serving openly)
+
+
+@dataclass
+class Autoscaling:
+    min_replicas: int = 1
+    max_replicas: int = 2
+    target_ongoing_requests: float = 16.0  # per replica; batching wants a queue, so not Serve's default 2
+
+
+@dataclass
+class DeploymentParams:
+    num_cpus: float = 0.5  # fractional: on a 2-core node three 1-CPU replicas would never schedule
+    num_replicas: int = 1  # ignored when autoscaling is set
+    autoscaling: Autoscaling | None = None
+    max_ongoing_requests: int = 64  # must exceed max_batch_size, or batches never fill
+    max_batch_size: int = 16  # 1 turns batching off
+    batch_wait_timeout_s: float = 0.002  # a lone request waits this long for company
+    torch_threads: int = 1
+
+    def check(self, name: str) -> None:
+        if self.num_cpus < 0 or self.num_replicas < 1 or self.max_ongoing_requests < 1:
+            raise ConfigError(f"{name}: num_cpus >= 0, num_replicas >= 1 and max_ongoing_requests >= 1 are required")
+        if self.max_batch_size < 1 or self.batch_wait_timeout_s < 0 or self.torch_threads < 1:
+            raise ConfigError(f"{name}: max_batch_size >= 1, batch_wait_timeout_s >= 0, torch_threads >= 1 are required")
+        a = self.autoscaling
+        if a is not None and not (0 <= a.min_replicas <= a.max_replicas and a.max_replicas >= 1
+                                  and a.target_ongoing_requests > 0):
+            raise ConfigError(f"{name}.autoscaling: need 0 <= min_replicas <= max_replicas, max_replicas >= 1, "
+                              f"target_ongoing_requests > 0")
+
+    def serve_options(self) -> dict:
+        """Options in the form Serve's ``.options()`` and the Serve config YAML take."""
+        out: dict = {}
+        if self.autoscaling is None:
+            out["num_replicas"] = self.num_replicas
+        else:
+            a = self.autoscaling
+            out["autoscaling_config"] = {"min_replicas": a.min_replicas, "max_replicas": a.max_replicas,
+                                         "target_ongoing_requests": a.target_ongoing_requests}
+        out["max_ongoing_requests"] = self.max_ongoing_requests
+        out["ray_actor_options"] = {"num_cpus": self.num_cpus}
+        return out
+
+    def batching(self) -> dict:
+        return {"max_batch_size": self.max_batch_size, "batch_wait_timeout_s": self.batch_wait_timeout_s}
+
+
+def _ingress_defaults() -> DeploymentParams:
+    return DeploymentParams(num_cpus=0.1, max_ongoing_requests=256, max_batch_size=1, batch_wait_timeout_s=0.0)
+
+
+@dataclass
+class ServeConfig:
+    # an index folder from the index job, or runs:/<run_id>/index, models:/<name>/<version>
+    index: str = "out/quickstart/index-flat"
+    # BEIR corpus (.jsonl/.parquet) for passage text; None: the corpus the index manifest names
+    corpus: str | None = None
+    query_model: str | None = None  # None: the encoder named in the index manifest
+    model_name: str | None = None  # name clients use for /v1/embeddings; None: the index's model
+    # built-in name, folder, runs:/ or models:/ reference; None: no reranker deployment
+    reranker: str | None = None
+    reranker_name: str | None = None  # name clients may pass to /v1/rerank; None: the reranker reference
+    allow_untrained_reranker: bool = False  # an encoder without a trained head scores at random
+    reranker_max_length: int | None = None  # None: the reranker's own (256 if unknown)
+    rerank_batch_pairs: int = 64  # (query, document) pairs per reranker forward pass
+    max_query_tokens: int | None = None  # encoder truncation; None: the model's own
+    default_k: int = 10
+    default_rerank_k: int = 20
+    load_retry_s: float = 10.0  # a failed load (e.g. MLflow not up yet) is retried; readiness says why
+    limits: Limits = field(default_factory=Limits)
+    auth: Auth = field(default_factory=Auth)
+    ingress: DeploymentParams = field(default_factory=_ingress_defaults)
+    retriever: DeploymentParams = field(default_factory=DeploymentParams)
+    rerank: DeploymentParams = field(default_factory=lambda: DeploymentParams(max_batch_size=8))
+
+    def validate(self) -> None:
+        if not self.index:
+            raise ConfigError("index is required: an index folder, runs:/<run_id>/<path> or models:/<name>/<version>")
+        self.limits.validate()
+        for name in ("ingress", "retriever", "rerank"):
+            getattr(self, name).check(name)
+        if not 1 <= self.default_k <= self.limits.max_k:
+            raise ConfigError(f"default_k must be in [1, limits.max_k={self.limits.max_k}], got {self.default_k}")
+        if not 1 <= self.default_rerank_k <= self.limits.max_rerank_k:
+            raise ConfigError(f"default_rerank_k must be in [1, limits.max_rerank_k], got {self.default_rerank_k}")
+        if self.rerank_batch_pairs < 1 or self.load_retry_s <= 0:
+            raise ConfigError("rerank_batch_pairs >= 1 and load_retry_s > 0 are required")

@@ -1,0 +1,135 @@
+"""What the replicas compute, without Ray: load an index + encoder + passages, or a reranker.
+
+The deployments wrap these classes; the benchmark calls them directly as the in-process
+baseline, so "Serve overhead" compares the same code with and without Serve around it.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..assets import BUILTINS
+from ..errors import DataError
+from .artifacts import fetch, load_passages, model_ref
+from .config import ServeConfig
+
+
+class SearchEngine:
+    """Query encoder + saved index + passage text for one served index."""
+
+    def __init__(self, cfg: ServeConfig):
+        from ..index.store import load_index
+
+        folder = fetch(cfg.index)
+        mpath = folder / "manifest.json"
+        if not mpath.is_file():
+            raise DataError(f"{cfg.index} is not a finished rayrag index (no manifest.json)")
+        manifest = json.loads(mpath.read_text())
+        # as IndexRetriever does: a built-in by name, anything else by the path the encode job saw
+        model = cfg.query_model or (manifest["model"] if manifest["model"] in BUILTINS
+                                    else manifest.get("model_path", manifest["model"]))
+        self.kind = manifest.get("kind")
+        if self.kind == "dense":
+            from ..models.dense import DenseEncoder
+
+            self.encoder = DenseEncoder(model_ref(model), max_length=cfg.max_query_tokens)
+            dim = self.encoder.dim
+        else:
+            from ..models.sparse import SpladeEncoder
+
+            self.encoder = SpladeEncoder(model_ref(model), max_length=cfg.max_query_tokens or 256)
+            dim = self.encoder.vocab_size
+        self.loaded = load_index(folder, expected_dim=dim)
+        self.ids = self.loaded.ids
+        corpus = Path(cfg.corpus).expanduser().resolve() if cfg.corpus else Path(manifest.get("corpus", ""))
+        # An overridden corpus is still checked against the checksum the index recorded.
+        self.passages = load_passages(corpus, manifest.get("corpus_sha256"), self.ids)
+        self.model_name = cfg.model_name or manifest["model"]
+        self.dim = dim
+        self.manifest = manifest
+
+    def search(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
+        """Top ``k`` ``(doc_id, score)`` per query, best first."""
+        texts = list(queries)
+        if self.kind == "dense":
+            from ..index.faiss_index import search_faiss
+
+            q = self.encoder.encode_queries(texts, batch_size=max(1, len(texts)), progress=False)
+            scores, rows = search_faiss(self.loaded.index, q, k)
+            keep = lambda j, s: j >= 0  # noqa: E731
+        else:
+            q = self.encoder.encode(texts, batch_size=max(1, len(texts)), progress=False)
+            rows, scores = self.loaded.index.search(q, k)
+            keep = lambda j, s: j >= 0 and s > 0  # noqa: E731 - score 0: no shared term, not a match
+        return [[(self.ids[j], float(s)) for j, s in zip(rows[i], scores[i]) if keep(j, s)]
+                for i in range(len(texts))]
+
+    def embed(self, texts: Sequence[str]) -> tuple[np.ndarray, list[int]]:
+        """Query embeddings exactly as search uses them, and each input's token count."""
+        if self.kind != "dense":
+            raise DataError(f"{self.model_name} is a sparse (SPLADE) encoder; it has no dense embeddings")
+        vectors = self.encoder.encode_queries(list(texts), batch_size=max(1, len(texts)), progress=False)
+        return vectors, self.count_tokens(texts)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        enc = self.encoder.tokenizer(list(texts), truncation=True, max_length=self.encoder.max_length)
+        return [len(ids) for ids in enc["input_ids"]]
+
+
+class RerankEngine:
+    """A reranker scoring (query, document) pairs from many requests in one forward pass."""
+
+    def __init__(self, cfg: ServeConfig):
+        import torch
+
+        from ..assets import resolve_model
+        from ..models.reranker import load_reranker, reranker_kind
+
+        ref = model_ref(cfg.reranker)
+        path = Path(resolve_model(ref).path)
+        if not cfg.allow_untrained_reranker and not _has_trained_head(path):
+            raise DataError(f"reranker {cfg.reranker!r} has no trained scoring head (no rayrag_reranker.json, "
+                            f"not a sequence classifier): set allow_untrained_reranker=true to serve it anyway")
+        # An untrained head is initialised from torch's RNG: seed it so every replica scores alike.
+        torch.manual_seed(0)
+        self.reranker = load_reranker(ref, kind=reranker_kind(path), max_length=cfg.reranker_max_length,
+                                      batch_size=cfg.rerank_batch_pairs)
+        self.name = cfg.reranker_name or cfg.reranker
+
+    def score_pairs(self, queries: Sequence[str], docs: Sequence[str]) -> np.ndarray:
+        """float32 [len(docs)]: ``queries[i]`` against ``docs[i]``, the same model call as ``Reranker.score``."""
+        r = self.reranker
+        out = np.empty(len(docs), dtype=np.float32)
+        order = np.argsort([-len(d) for d in docs], kind="stable")  # similar lengths pad little
+        for s in range(0, len(order), r.batch_size):
+            idx = order[s:s + r.batch_size]
+            out[idx] = _score(r, [queries[i] for i in idx], [docs[i] for i in idx])
+        return out
+
+
+def _score(r, queries: list[str], docs: list[str]) -> np.ndarray:
+    import torch
+
+    from ..models.reranker import llm_pair_inputs
+
+    with torch.inference_mode():
+        if r.kind == "cross":
+            enc = r.tokenizer(queries, docs, padding=True, truncation="only_second",
+                              max_length=r.max_length, return_tensors="pt").to(r.device)
+            return r.model(**enc).logits[:, 0].float().cpu().numpy()
+        enc = llm_pair_inputs(r.tokenizer, r.prompt, queries, docs, r.max_length)
+        logits = r.model(**{k: v.to(r.device) for k, v in enc.items()}).logits[:, -1]
+        return (logits[:, r.yes_id] - logits[:, r.no_id]).float().cpu().numpy()
+
+
+def _has_trained_head(path: Path) -> bool:
+    from ..models.reranker import META
+
+    if (path / META).is_file():
+        return True
+    cfg = path / "config.json"
+    archs = json.loads(cfg.read_text()).get("architectures") or [] if cfg.is_file() else []
+    return any(a.endswith("ForSequenceClassification") for a in archs)

@@ -1,0 +1,103 @@
+"""Request and response bodies of the HTTP API (they are also the OpenAPI schema at /docs).
+
+Requests are strict: ``"k": "10"`` or ``"rerank": "yes"`` is a type error, not a guess, and
+unknown fields are rejected so a typo (``top_k`` for ``top_n``) does not pass silently.
+Ranges depend on the deployment's config, so they are checked in the ingress, not here.
+"""
+from __future__ import annotations
+
+from typing import Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class SearchRequest(_Strict):
+    query: str = Field(description="natural-language query")
+    k: int | None = Field(None, description="passages to return (default from config)")
+    rerank: bool = Field(False, description="re-score the top rerank_k candidates with the reranker")
+    rerank_k: int | None = Field(None, description="candidates to rerank (default from config)")
+
+
+class SearchHit(BaseModel):
+    rank: int
+    id: str
+    score: float = Field(description="the score the results are ordered by (see stage)")
+    stage: Literal["retriever", "reranker"] = Field(description="which stage produced score")
+    retriever_score: float
+    title: str
+    text: str
+
+
+class SearchResponse(BaseModel):
+    query: str
+    k: int
+    reranked: bool
+    model: str
+    reranker: str | None
+    results: list[SearchHit]
+
+
+class EmbeddingsRequest(_Strict):
+    """OpenAI's embeddings request. Token-id inputs are not supported."""
+    input: Union[str, list[str]]
+    model: str
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, description="must equal the model's dimension if given")
+    user: str | None = None
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: Union[list[float], str] = Field(description="floats, or base64 of little-endian float32")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: Usage
+
+
+class RerankDocument(_Strict):
+    text: str
+
+
+class RerankRequest(_Strict):
+    """Cohere / Jina rerank request."""
+    query: str
+    documents: list[Union[str, RerankDocument]]
+    model: str | None = None
+    top_n: int | None = Field(None, description="results to return (default: all documents)")
+    return_documents: bool = False
+
+
+class RerankResult(BaseModel):
+    index: int = Field(description="position of the document in the request")
+    relevance_score: float = Field(description="the reranker's raw score (logit / log-odds); higher is better")
+    document: RerankDocument | None = None
+
+
+class RerankResponse(BaseModel):
+    model: str
+    results: list[RerankResult]
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    owned_by: str = "rayrag"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
