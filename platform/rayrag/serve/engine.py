@@ -97,6 +97,9 @@ class RerankEngine:
         torch.manual_seed(0)
         self.reranker = load_reranker(ref, kind=reranker_kind(path), max_length=cfg.reranker_max_length,
                                       batch_size=cfg.rerank_batch_pairs)
+        limit = getattr(getattr(self.reranker.model, "config", None), "max_position_embeddings", None)
+        if limit and self.reranker.max_length > limit:  # longer pairs would index past the position table
+            self.reranker.max_length = int(limit)
         self.name = cfg.reranker_name or cfg.reranker
 
     def score_pairs(self, queries: Sequence[str], docs: Sequence[str]) -> np.ndarray:

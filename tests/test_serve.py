@@ -1,0 +1,288 @@
+"""The Serve application on a real local Ray, over real HTTP on 127.0.0.1.
+
+One Ray instance for the module with two applications: ``open`` (no key, with a reranker and an
+autoscaling retriever) at ``/`` and ``secure`` (bearer key from an environment variable) at
+``/secure``. Models are a 1-layer BERT (``tiny_bert``) over 120 SciFact abstracts, so results are
+compared exactly against the library computing the same thing in this process.
+"""
+import base64
+import shutil
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.conftest import free_port
+from tests.serve_fixtures import make_corpus, make_index, make_reranker
+
+KEY = "s3cret-test-key"
+KEY_ENV = "RAYRAG_TEST_SERVE_KEY"
+LIMITS = {"max_query_chars": 200, "max_k": 20, "max_rerank_k": 10, "max_embedding_inputs": 4,
+          "max_input_chars": 300, "max_rerank_documents": 5}
+SMALL = {"num_cpus": 0.2}
+
+
+def _cfg(index, **kw):
+    from rayrag.config import from_dict
+    from rayrag.serve.config import ServeConfig
+
+    base = {"index": str(index), "limits": LIMITS, "load_retry_s": 1.0, "default_rerank_k": 8, "auth": {"api_key_env": None},
+            "ingress": {"num_cpus": 0.1}, "retriever": SMALL, "rerank": SMALL}
+    return from_dict(ServeConfig, {**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory, data_dir, tiny_bert):
+    root = tmp_path_factory.mktemp("serve")
+    corpus = make_corpus(data_dir, root)
+    return {"model": tiny_bert, "corpus": corpus, "index": make_index(tiny_bert, corpus, root / "index"),
+            "reranker": make_reranker(tiny_bert, root / "reranker"), "root": root}
+
+
+@pytest.fixture(scope="module")
+def server(artifacts):
+    import ray
+    from ray import serve
+
+    from rayrag.serve.app import build
+    from rayrag.serve.local import wait_ready
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv(KEY_ENV, KEY)  # replicas inherit the environment Ray starts with
+    mp.setenv("RAYRAG_HOME", str(artifacts["root"] / "home"))
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    try:
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        url = f"http://127.0.0.1:{port}"
+        open_cfg = _cfg(artifacts["index"], reranker=str(artifacts["reranker"]), reranker_name="tiny-reranker",
+                        model_name="tiny-embed",
+                        retriever={**SMALL, "autoscaling": {"min_replicas": 1, "max_replicas": 2}})
+        serve.run(build(open_cfg), name="open", route_prefix="/")
+        serve.run(build(_cfg(artifacts["index"], auth={"api_key_env": KEY_ENV})), name="secure",
+                  route_prefix="/secure")
+        wait_ready(url, 300)
+        wait_ready(f"{url}/secure", 300)
+        yield {"url": url, "client": httpx.Client(base_url=url, timeout=60)}
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        mp.undo()
+
+
+@pytest.fixture(scope="module")
+def library(artifacts):
+    """The same computations in this process: the reference the server must match."""
+    from rayrag.serve.config import ServeConfig
+    from rayrag.serve.engine import SearchEngine
+    from rayrag.models.reranker import load_reranker
+
+    return {"engine": SearchEngine(ServeConfig(index=str(artifacts["index"]))),
+            "reranker": load_reranker(str(artifacts["reranker"]), max_length=128)}  # tiny_bert's positions
+
+
+def _post(server, path, body, **kw):
+    return server["client"].post(path, json=body, **kw)
+
+
+def test_health_readiness_and_openapi(server):
+    c = server["client"]
+    assert c.get("/healthz").json() == {"status": "ok"}
+    ready = c.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["retriever"]["count"] == 120 and ready["reranker"]["ready"]
+    schema = c.get("/openapi.json").json()
+    assert {"/search", "/v1/embeddings", "/v1/rerank", "/healthz", "/readyz"} <= set(schema["paths"])
+    assert c.get("/docs").status_code == 200
+
+
+def test_search_matches_library_and_carries_text(server, library, artifacts):
+    query = "vitamin D and bone density"
+    r = _post(server, "/search", {"query": query, "k": 7})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    expected = library["engine"].search([query], 7)[0]
+    assert [h["id"] for h in body["results"]] == [d for d, _ in expected]
+    assert np.allclose([h["score"] for h in body["results"]], [s for _, s in expected], atol=1e-5)
+    passages = library["engine"].passages
+    for i, h in enumerate(body["results"]):
+        assert h["rank"] == i + 1 and h["stage"] == "retriever" and h["retriever_score"] == h["score"]
+        assert (h["title"], h["text"]) == (passages[h["id"]].title, passages[h["id"]].text)
+    assert body["model"] == "tiny-embed" and body["reranked"] is False
+
+
+def test_rerank_orders_by_reranker_scores(server, library):
+    query = "smoking increases the risk of cancer"
+    retrieved = library["engine"].search([query], 8)[0]
+    passages = library["engine"].passages
+    docs = [passages[d].full_text for d, _ in retrieved]
+    scores = library["reranker"].score(query, docs)
+    expected = [retrieved[i][0] for i in np.argsort(-scores, kind="stable")][:5]
+    assert expected != [d for d, _ in retrieved[:5]], "pick a query whose reranked order differs"
+
+    body = _post(server, "/search", {"query": query, "k": 5, "rerank": True, "rerank_k": 8}).json()
+    assert [h["id"] for h in body["results"]] == expected
+    by_id = dict(zip([d for d, _ in retrieved], scores))
+    retr = dict(retrieved)
+    for h in body["results"]:
+        assert h["stage"] == "reranker" and h["score"] == pytest.approx(float(by_id[h["id"]]), abs=1e-4)
+        assert h["retriever_score"] == pytest.approx(retr[h["id"]], abs=1e-5)
+    assert body["reranked"] and body["reranker"] == "tiny-reranker"
+
+
+def test_rerank_endpoint_cohere_shape(server, library):
+    docs = ["Vitamin D deficiency weakens bones.", {"text": "The stock market fell."}, "Bone density and calcium."]
+    texts = [d if isinstance(d, str) else d["text"] for d in docs]
+    r = _post(server, "/v1/rerank", {"model": "tiny-reranker", "query": "bone health", "documents": docs,
+                                     "top_n": 2, "return_documents": True})
+    assert r.status_code == 200, r.text
+    scores = library["reranker"].score("bone health", texts)
+    order = list(np.argsort(-scores, kind="stable")[:2])
+    results = r.json()["results"]
+    assert [x["index"] for x in results] == order
+    assert [x["relevance_score"] for x in results] == pytest.approx([float(scores[i]) for i in order], abs=1e-4)
+    assert [x["document"]["text"] for x in results] == [texts[i] for i in order]
+    plain = _post(server, "/v1/rerank", {"query": "bone health", "documents": texts}).json()["results"]
+    assert len(plain) == 3 and all("document" not in x for x in plain)
+
+
+def test_openai_client_embeddings_equal_library(server, library):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{server['url']}/v1", api_key="unused-when-auth-is-off")
+    texts = ["What causes vitamin D deficiency?", "aspirin", "Does smoking cause lung cancer in non-smokers?"]
+    expected = library["engine"].encoder.encode_queries(texts, progress=False)
+    for fmt in ("base64", "float"):  # the client asks for base64 unless told otherwise
+        resp = client.embeddings.create(model="tiny-embed", input=texts, encoding_format=fmt)
+        got = np.array([d.embedding for d in sorted(resp.data, key=lambda d: d.index)], dtype=np.float32)
+        assert np.allclose(got, expected, atol=1e-5), fmt
+        assert resp.usage.prompt_tokens == sum(library["engine"].count_tokens(texts)) == resp.usage.total_tokens
+    one = client.embeddings.create(model="tiny-embed", input=texts[1])
+    assert np.allclose(one.data[0].embedding, expected[1], atol=1e-5)
+    raw = _post(server, "/v1/embeddings", {"model": "tiny-embed", "input": "aspirin", "encoding_format": "base64"})
+    vec = np.frombuffer(base64.b64decode(raw.json()["data"][0]["embedding"]), dtype="<f4")
+    assert np.allclose(vec, expected[1], atol=1e-5)
+
+
+def test_concurrent_requests_are_batched_correctly(server, library):
+    """16 concurrent queries with different k: each gets its own answer out of the shared batches."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    queries = [f"protein {w} in cells" for w in ("folding", "binding", "signalling", "expression")] * 4
+    ks = [1 + i % 6 for i in range(len(queries))]
+    with ThreadPoolExecutor(16) as pool:
+        bodies = list(pool.map(lambda qk: httpx.post(f"{server['url']}/search", json={"query": qk[0], "k": qk[1]},
+                                                     timeout=60).json(), zip(queries, ks)))
+    for q, k, body in zip(queries, ks, bodies):
+        assert [h["id"] for h in body["results"]] == [d for d, _ in library["engine"].search([q], k)[0]]
+
+
+BAD = [
+    ("/search", {"query": ""}, 400, "query"),
+    ("/search", {"query": "   \n\t"}, 400, "query"),
+    ("/search", {"query": "x" * 201}, 400, "query"),
+    ("/search", {"query": "ok", "k": 0}, 400, "k"),
+    ("/search", {"query": "ok", "k": 21}, 400, "k"),
+    ("/search", {"query": "ok", "k": -3}, 400, "k"),
+    ("/search", {"query": "ok", "rerank": True, "rerank_k": 11}, 400, "rerank_k"),
+    ("/search", {"query": "ok", "k": "5"}, 400, "k"),
+    ("/search", {"query": "ok", "k": 2.5}, 400, "k"),
+    ("/search", {"query": 42}, 400, "query"),
+    ("/search", {"query": ["a", "b"]}, 400, "query"),
+    ("/search", {"query": "ok", "rerank": "yes"}, 400, "rerank"),
+    ("/search", {"query": "ok", "top_k": 3}, 400, "top_k"),
+    ("/search", {}, 400, "query"),
+    ("/search", ["query"], 400, None),
+    ("/search", b'{"query": "unterminated', 400, None),
+    ("/search", b"", 400, None),
+    ("/v1/embeddings", {"model": "tiny-embed", "input": ["a"] * 5}, 400, "input"),
+    ("/v1/embeddings", {"model": "tiny-embed", "input": []}, 400, "input"),
+    ("/v1/embeddings", {"model": "tiny-embed", "input": ["fine", " "]}, 400, "input[1]"),
+    ("/v1/embeddings", {"model": "tiny-embed", "input": "y" * 301}, 400, "input"),
+    ("/v1/embeddings", {"model": "tiny-embed", "input": [[101, 2023]]}, 400, None),
+    ("/v1/embeddings", {"model": "tiny-embed", "input": "a", "encoding_format": "int8"}, 400, "encoding_format"),
+    ("/v1/embeddings", {"model": "tiny-embed", "input": "a", "dimensions": 7}, 400, "dimensions"),
+    ("/v1/embeddings", {"model": "text-embedding-3-small", "input": "a"}, 404, "model"),
+    ("/v1/embeddings", {"input": "a"}, 400, "model"),
+    ("/v1/rerank", {"model": "rerank-english-v3.0", "query": "q", "documents": ["a"]}, 404, "model"),
+    ("/v1/rerank", {"query": "q", "documents": []}, 400, "documents"),
+    ("/v1/rerank", {"query": "q", "documents": ["d"] * 6}, 400, "documents"),
+    ("/v1/rerank", {"query": " ", "documents": ["a"]}, 400, "query"),
+    ("/v1/rerank", {"query": "q", "documents": ["a"], "top_n": 0}, 400, "top_n"),
+    ("/v1/rerank", {"query": "q", "documents": [{"txt": "a"}]}, 400, None),
+]
+
+
+@pytest.mark.parametrize("path, body, status, param", BAD, ids=[f"{p}-{i}" for i, (p, *_) in enumerate(BAD)])
+def test_bad_input_is_a_clear_4xx(server, path, body, status, param):
+    c = server["client"]
+    if isinstance(body, bytes):
+        r = c.post(path, content=body, headers={"Content-Type": "application/json"})
+    else:
+        r = c.post(path, json=body)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["message"] and err["type"] == "invalid_request_error"
+    if param is not None:
+        assert err["param"] == param, err
+    # and the server keeps serving
+    assert c.post("/search", json={"query": "cells", "k": 2}).status_code == 200
+
+
+def test_unknown_routes_and_methods_use_the_error_shape(server):
+    c = server["client"]
+    r = c.get("/nope")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = c.get("/search")
+    assert r.status_code == 405 and "error" in r.json()
+
+
+def test_auth_on(server):
+    from openai import AuthenticationError, OpenAI
+
+    url = f"{server['url']}/secure"
+    assert httpx.get(f"{url}/healthz").status_code == 200  # probes need no key
+    r = httpx.post(f"{url}/search", json={"query": "cells"})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "missing_api_key"
+    assert r.headers["www-authenticate"] == "Bearer"
+    for bad in ("Bearer wrong", f"Bearer {KEY}x", f"Basic {KEY}", KEY):
+        r = httpx.post(f"{url}/search", json={"query": "cells"}, headers={"Authorization": bad})
+        assert r.status_code == 401, bad
+    r = httpx.post(f"{url}/search", json={"query": "cells", "k": 3}, headers={"Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 200 and len(r.json()["results"]) == 3
+    with pytest.raises(AuthenticationError):
+        OpenAI(base_url=f"{url}/v1", api_key="wrong").embeddings.create(model="x", input="a")
+    ok = OpenAI(base_url=f"{url}/v1", api_key=KEY).models.list()
+    assert [m.id for m in ok.data] == [_index_model(url)]  # no reranker in this app
+
+
+def _index_model(url):
+    return httpx.get(f"{url}/readyz").json()["retriever"]["model"]
+
+
+def test_auth_off_needs_no_key(server):
+    r = server["client"].post("/search", json={"query": "cells", "k": 1})
+    assert r.status_code == 200
+    assert server["client"].get("/v1/models").json()["data"][1]["id"] == "tiny-reranker"
+
+
+def test_readiness_fails_until_the_index_exists(server, artifacts, tmp_path):
+    """A replica whose index is not there yet is live but not ready, says why, and recovers."""
+    from ray import serve
+
+    from rayrag.serve.app import build
+    from rayrag.serve.local import wait_ready
+
+    late = tmp_path / "late-index"
+    serve.run(build(_cfg(late, corpus=str(artifacts["corpus"]))), name="late", route_prefix="/late")
+    url = f"{server['url']}/late"
+    try:
+        assert httpx.get(f"{url}/healthz").status_code == 200
+        r = httpx.get(f"{url}/readyz")
+        assert r.status_code == 503 and "no such file" in r.json()["retriever"]["error"]
+        r = httpx.post(f"{url}/search", json={"query": "cells"})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"
+        shutil.copytree(artifacts["index"], late)
+        wait_ready(url, 60)
+        assert httpx.post(f"{url}/search", json={"query": "cells", "k": 2}).status_code == 200
+    finally:
+        serve.delete("late")
