@@ -26,7 +26,8 @@ K8S = REPO / "k8s"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "k8s"
 OVERLAYS = ("cpu", "gpu")
 CRD_DIR = Path(os.environ.get("RAYRAG_KUBERAY_CRDS") or REPO.parent / "shared" / "kuberay-crds" / "v1.7.0")
-CRD_FILES = {("ray.io/v1", "RayCluster"): "ray.io_rayclusters.yaml", ("ray.io/v1", "RayJob"): "ray.io_rayjobs.yaml"}
+CRD_FILES = {("ray.io/v1", "RayCluster"): "ray.io_rayclusters.yaml", ("ray.io/v1", "RayJob"): "ray.io_rayjobs.yaml",
+             ("ray.io/v1", "RayService"): "ray.io_rayservices.yaml"}
 BUILTIN_KINDS = {("v1", "Namespace"), ("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "Service"),
                  ("v1", "PersistentVolumeClaim"), ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"),
                  ("networking.k8s.io/v1", "NetworkPolicy")}
@@ -84,6 +85,8 @@ def ray_cluster_specs(doc: dict) -> list[tuple[str, dict]]:
         return [(f"RayCluster/{doc['metadata']['name']}", doc["spec"])]
     if doc["kind"] == "RayJob" and "rayClusterSpec" in doc["spec"]:
         return [(f"RayJob/{doc['metadata']['name']}", doc["spec"]["rayClusterSpec"])]
+    if doc["kind"] == "RayService":
+        return [(f"RayService/{doc['metadata']['name']}", doc["spec"]["rayClusterConfig"])]
     return []
 
 
@@ -172,8 +175,7 @@ def test_overlay_renders(overlay):
         assert expected in kinds, f"{overlay}: {expected} missing from the render"
     assert len(of_kind(docs, "RayJob")) == len(EXPECTED_JOBS)
     assert len(of_kind(docs, "NetworkPolicy")) == 2
-    # No RayService yet: it arrives with the Ray Serve app.
-    assert not of_kind(docs, "RayService")
+    assert [d["metadata"]["name"] for d in of_kind(docs, "RayService")] == ["rayrag-serve"]
     for d in docs:
         if d["kind"] != "Namespace":
             assert d["metadata"].get("namespace") == NAMESPACE, f"{d['kind']}/{d['metadata']['name']}"
@@ -361,7 +363,7 @@ def test_ray_version_and_image_tags_match_constraints(overlay):
     docs = render(overlay)
     rv = ray_version()
     specs = [s for d in docs for s in ray_cluster_specs(d)]
-    assert len(specs) == 1 + len(EXPECTED_JOBS)
+    assert len(specs) == 2 + len(EXPECTED_JOBS)  # RayCluster, RayService, one per RayJob
     for where, spec in specs:
         assert spec["rayVersion"] == rv, f"{where}: rayVersion {spec['rayVersion']} != ray=={rv}"
     images = {c["image"] for _, _, t in all_pod_templates(docs) for c in containers(t)}
@@ -441,7 +443,7 @@ def test_ray_containers_get_tracking_uri_and_data_volume(overlay):
     data_pvc = one(docs, "PersistentVolumeClaim", "rayrag-data")
     assert data_pvc["spec"]["accessModes"] == ["ReadWriteMany"], "head and workers of every cluster share it"
     ray_templates = [x for x in all_pod_templates(docs) if x[1] == "ray"]
-    assert len(ray_templates) == 2 * (1 + len(EXPECTED_JOBS))
+    assert len(ray_templates) == 2 * (2 + len(EXPECTED_JOBS))
     for where, _, t in ray_templates:
         claims = {v["name"]: v["persistentVolumeClaim"]["claimName"]
                   for v in t["spec"].get("volumes", []) if "persistentVolumeClaim" in v}
@@ -555,3 +557,69 @@ def test_encode_actors_fit_the_job_cluster(overlay):
     cpus = sum(g["replicas"] * float(g["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"])
                for g in spec["workerGroupSpecs"])
     assert cfg.num_actors * cfg.cpus_per_actor <= cpus
+
+
+# ------------------------------------------------------------------------------------------
+# RayService: the Serve app, kept in sync with the repo's Serve config
+# ------------------------------------------------------------------------------------------
+
+def rayservice_build_command() -> list[str]:
+    """The `python -m jobs.serve build ...` line in rayservice.yaml's header comment."""
+    text = (K8S / "base" / "rayservice.yaml").read_text()
+    m = re.search(r"^#\s+(python -m jobs\.serve build .*)$", text, re.M)
+    assert m, "rayservice.yaml must say in a comment how its serveConfigV2 is generated"
+    return shlex.split(m.group(1))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_rayservice_serve_config_is_the_repo_config_rebuilt(overlay):
+    """serveConfigV2 == `jobs.serve build` of jobs/configs/serve/ with the overrides its header names."""
+    import yaml
+
+    from rayrag.serve.serve_yaml import read, serve_config
+
+    argv = rayservice_build_command()
+    assert argv[:5] == ["python", "-m", "jobs.serve", "build", "--config"]
+    config, rest = argv[5], argv[6:]
+    assert config.startswith("jobs/configs/serve/") and (REPO / config).is_file()
+    assert rest[:2] == ["--host", "0.0.0.0"], "pods must accept traffic from the Service"
+    _, cfg = read(REPO / config, rest[2:])  # bad keys or types in the overrides fail here
+    [svc] = of_kind(render(overlay), "RayService")
+    deployed = yaml.safe_load(svc["spec"]["serveConfigV2"])
+    assert deployed == serve_config(cfg, host="0.0.0.0", port=8000), \
+        "serveConfigV2 is out of date: rerun the command in k8s/base/rayservice.yaml's header"
+    from ray.serve.schema import ServeDeploySchema
+
+    ServeDeploySchema.model_validate(deployed)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_rayservice_serves_what_the_index_job_writes_with_the_api_key_secret(overlay):
+    import yaml
+
+    from rayrag.config import from_dict
+    from rayrag.serve.config import ServeConfig
+
+    docs = render(overlay)
+    [svc] = of_kind(docs, "RayService")
+    app = yaml.safe_load(svc["spec"]["serveConfigV2"])["applications"][0]
+    cfg = from_dict(ServeConfig, app["args"])
+    jobs = {parse_entrypoint(j["spec"]["entrypoint"])[0]: j for j in of_kind(docs, "RayJob")}
+    assert cfg.index == job_config(jobs["index"]).output_dir
+    assert cfg.auth.required and cfg.auth.api_key_file
+    key_dir, key_name = cfg.auth.api_key_file.rsplit("/", 1)
+    keys = {(s["metadata"]["name"], k) for s in secret_templates() for k in s["stringData"]}
+    spec = svc["spec"]["rayClusterConfig"]
+    groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+    for g in groups:  # a replica may land on any node: every node needs the key file
+        pod = g["template"]["spec"]
+        secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+        [c] = pod["containers"]
+        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        assert (secrets.get(mounts.get(key_dir)), key_name) in keys, f"{key_dir}/{key_name} is not a Secret key"
+        assert {"name": "serve", "containerPort": 8000, "protocol": "TCP"} in c.get("ports", [])
+    cpus = sum(float(g["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"]) * g.get("replicas", 1)
+               for g in groups)
+    need = cfg.ingress.num_cpus + cfg.rerank.num_cpus + cfg.retriever.num_cpus * (
+        cfg.retriever.autoscaling.max_replicas if cfg.retriever.autoscaling else cfg.retriever.num_replicas)
+    assert need <= cpus, f"Serve replicas need {need} CPUs; the RayService cluster has {cpus}"

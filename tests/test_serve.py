@@ -151,10 +151,11 @@ def test_openai_client_embeddings_equal_library(server, library):
     client = OpenAI(base_url=f"{server['url']}/v1", api_key="unused-when-auth-is-off")
     texts = ["What causes vitamin D deficiency?", "aspirin", "Does smoking cause lung cancer in non-smokers?"]
     expected = library["engine"].encoder.encode_queries(texts, progress=False)
-    for fmt in ("base64", "float"):  # the client asks for base64 unless told otherwise
-        resp = client.embeddings.create(model="tiny-embed", input=texts, encoding_format=fmt)
+    # unset: the client asks for base64 and decodes it itself; "float": plain JSON numbers
+    for kw in ({}, {"encoding_format": "float"}):
+        resp = client.embeddings.create(model="tiny-embed", input=texts, **kw)
         got = np.array([d.embedding for d in sorted(resp.data, key=lambda d: d.index)], dtype=np.float32)
-        assert np.allclose(got, expected, atol=1e-5), fmt
+        assert np.allclose(got, expected, atol=1e-5), kw
         assert resp.usage.prompt_tokens == sum(library["engine"].count_tokens(texts)) == resp.usage.total_tokens
     one = client.embeddings.create(model="tiny-embed", input=texts[1])
     assert np.allclose(one.data[0].embedding, expected[1], atol=1e-5)
@@ -240,14 +241,14 @@ def test_auth_on(server):
     from openai import AuthenticationError, OpenAI
 
     url = f"{server['url']}/secure"
-    assert httpx.get(f"{url}/healthz").status_code == 200  # probes need no key
-    r = httpx.post(f"{url}/search", json={"query": "cells"})
+    assert httpx.get(f"{url}/healthz", timeout=60).status_code == 200  # probes need no key
+    r = httpx.post(f"{url}/search", json={"query": "cells"}, timeout=60)
     assert r.status_code == 401 and r.json()["error"]["code"] == "missing_api_key"
     assert r.headers["www-authenticate"] == "Bearer"
     for bad in ("Bearer wrong", f"Bearer {KEY}x", f"Basic {KEY}", KEY):
-        r = httpx.post(f"{url}/search", json={"query": "cells"}, headers={"Authorization": bad})
+        r = httpx.post(f"{url}/search", json={"query": "cells"}, headers={"Authorization": bad}, timeout=60)
         assert r.status_code == 401, bad
-    r = httpx.post(f"{url}/search", json={"query": "cells", "k": 3}, headers={"Authorization": f"Bearer {KEY}"})
+    r = httpx.post(f"{url}/search", json={"query": "cells", "k": 3}, headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
     assert r.status_code == 200 and len(r.json()["results"]) == 3
     with pytest.raises(AuthenticationError):
         OpenAI(base_url=f"{url}/v1", api_key="wrong").embeddings.create(model="x", input="a")
@@ -256,7 +257,7 @@ def test_auth_on(server):
 
 
 def _index_model(url):
-    return httpx.get(f"{url}/readyz").json()["retriever"]["model"]
+    return httpx.get(f"{url}/readyz", timeout=60).json()["retriever"]["model"]
 
 
 def test_auth_off_needs_no_key(server):
@@ -276,13 +277,13 @@ def test_readiness_fails_until_the_index_exists(server, artifacts, tmp_path):
     serve.run(build(_cfg(late, corpus=str(artifacts["corpus"]))), name="late", route_prefix="/late")
     url = f"{server['url']}/late"
     try:
-        assert httpx.get(f"{url}/healthz").status_code == 200
-        r = httpx.get(f"{url}/readyz")
+        assert httpx.get(f"{url}/healthz", timeout=60).status_code == 200
+        r = httpx.get(f"{url}/readyz", timeout=60)
         assert r.status_code == 503 and "no such file" in r.json()["retriever"]["error"]
-        r = httpx.post(f"{url}/search", json={"query": "cells"})
+        r = httpx.post(f"{url}/search", json={"query": "cells"}, timeout=60)
         assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"
         shutil.copytree(artifacts["index"], late)
         wait_ready(url, 60)
-        assert httpx.post(f"{url}/search", json={"query": "cells", "k": 2}).status_code == 200
+        assert httpx.post(f"{url}/search", json={"query": "cells", "k": 2}, timeout=60).status_code == 200
     finally:
         serve.delete("late")
