@@ -5,7 +5,7 @@ import pytest
 
 from rayrag.cli import build_parser, main
 
-SUBCOMMANDS = [["quickstart"], ["evaluate"], ["encode"], ["index"], ["mine"], ["data"], ["data", "download"], ["data", "check"],
+SUBCOMMANDS = [["quickstart"], ["evaluate"], ["encode"], ["index"], ["mine"], ["train-dense"], ["train-reranker"], ["data"], ["data", "download"], ["data", "check"],
                ["models"], ["models", "list"], ["models", "resolve"]]
 
 
@@ -39,6 +39,10 @@ def test_console_script_is_installed():
     (["evaluate", "--dataset", "nfcorpus"], "dataset 'nfcorpus' not found"),
     (["models", "resolve", "not-a-model"], "unknown model"),
     (["data", "check", "scifact", "--split", "dev"], "split 'dev' not found"),
+    (["train-dense", "objective=lce"], "use train-reranker"),
+    (["train-reranker", "--examples", "/nonexistent/train.jsonl"], "training examples not found"),
+    (["train-reranker", "--model", "not-a-model"], "unknown model"),
+    (["evaluate", "--rerank", "not-a-model"], "unknown model"),
 ])
 def test_errors_exit_2_with_one_clear_line(argv, message, capsys, monkeypatch, data_dir):
     monkeypatch.setenv("RAYRAG_DATA_DIR", str(data_dir))

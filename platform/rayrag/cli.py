@@ -13,10 +13,11 @@ from .eval.config import EvaluateConfig
 from .encode.mine import MineConfig
 from .index.build import IndexConfig
 from .quickstart import QuickstartConfig
+from .train.config import OBJECTIVES, TrainConfig
 
 # Job name (module in jobs/) -> its config class; tests load every YAML through this.
 JOB_CONFIGS = {"evaluate": EvaluateConfig, "quickstart": QuickstartConfig, "encode": EncodeConfig,
-               "index": IndexConfig, "mine": MineConfig}
+               "index": IndexConfig, "mine": MineConfig, "train_dense": TrainConfig, "train_reranker": TrainConfig}
 
 
 def _add_job_args(p: argparse.ArgumentParser) -> None:
@@ -45,6 +46,8 @@ def _evaluate_parser(sub) -> None:
     p.add_argument("--data-dir", help="folder holding datasets (default $RAYRAG_DATA_DIR)")
     p.add_argument("--output-dir", help="where result.json and runs/ go")
     p.add_argument("--retrievers", help="comma-separated, e.g. bm25,minilm,splade-tiny,dense:/path/model")
+    p.add_argument("--rerank", help="reranker model folder (from train-reranker) re-scoring each retriever's top "
+                                    "rerank_depth (default 100); adds '<retriever>>>rerank' rows")
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -119,6 +122,42 @@ def _cmd_mine(args) -> int:
 
     cfg = _job_config(MineConfig, args)
     run_mine(cfg)
+    return 0
+
+
+TRAIN_KINDS = {"train-dense": ("dense",), "train-reranker": ("cross", "llm")}
+
+
+def _train_parser(sub, name: str) -> None:
+    dense = name == "train-dense"
+    objectives = sorted(o for o, k in OBJECTIVES.items() if k in TRAIN_KINDS[name])
+    p = sub.add_parser(
+        name, help="train a dense embedder with Ray Train + DeepSpeed" if dense else
+        "train a cross-encoder or LLM reranker with Ray Train + DeepSpeed",
+        description=("Fine-tune a bi-encoder (encoder-only or decoder LLM embedder)" if dense else
+                     "Train a reranker (cross-encoder from an encoder's weights, or an LLM scoring yes/no)")
+        + " on mined training examples; checkpoints, resume, MLflow run and an exported model folder.")
+    _add_job_args(p)
+    p.add_argument("--objective", choices=objectives, help=f"default {'infonce' if dense else 'lce'}")
+    p.add_argument("--model", help="built-in name, folder or HF id")
+    p.add_argument("--examples", help="training examples .jsonl from `rayrag mine`")
+    p.add_argument("--dataset", help="dataset whose corpus holds the documents' text")
+    p.add_argument("--data-dir")
+    p.add_argument("--output-dir")
+    p.add_argument("--num-workers", type=int)
+    p.add_argument("--use-gpu", action="store_true", default=None)
+    p.set_defaults(func=_cmd_train, train_command=name)
+
+
+def _cmd_train(args) -> int:
+    from .train import run_train
+
+    default = [] if args.objective or args.config else [f"objective={'infonce' if args.train_command == 'train-dense' else 'lce'}"]
+    cfg = _job_config(TrainConfig, args, default)
+    if cfg.kind not in TRAIN_KINDS[args.train_command]:
+        raise RayragError(f"objective {cfg.objective!r} trains a {cfg.kind} model; "
+                          f"use {'train-dense' if cfg.kind == 'dense' else 'train-reranker'}")
+    run_train(cfg)
     return 0
 
 
@@ -216,12 +255,14 @@ def _cmd_models_resolve(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rayrag", description="Retrieval for RAG on Ray.")
     sub = p.add_subparsers(dest="command", required=True,
-                           metavar="{quickstart,evaluate,encode,index,mine,data,models}")
+                           metavar="{quickstart,evaluate,encode,index,mine,train-dense,train-reranker,data,models}")
     _quickstart_parser(sub)
     _evaluate_parser(sub)
     _encode_parser(sub)
     _index_parser(sub)
     _mine_parser(sub)
+    _train_parser(sub, "train-dense")
+    _train_parser(sub, "train-reranker")
     _data_parser(sub)
     _models_parser(sub)
     return p

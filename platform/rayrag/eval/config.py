@@ -22,6 +22,9 @@ class EvaluateConfig:
     metrics: list[str] = field(default_factory=lambda: ["ndcg@10", "recall@100", "mrr@10", "map@100"])
     cpus_per_retriever: float = 1.0  # Ray task size; torch threads follow it
     num_cpus: int | None = None  # local Ray only: CPUs to give the node (default: all)
+    rerank: str | None = None  # reranker model (folder, run artifact, built-in): adds "<label>>>rerank" rows
+    rerank_depth: int = 100  # first-stage documents the reranker re-scores
+    rerank_batch_size: int = 32
     experiment: str = "rayrag"
     options: RetrieverOptions = field(default_factory=RetrieverOptions)
 
@@ -44,6 +47,10 @@ class EvaluateConfig:
                 raise ConfigError(f"metrics: {e}") from None
             if k is not None and k > self.depth:
                 raise ConfigError(f"metrics: {m} needs depth >= {k}, but depth is {self.depth}")
+        if self.rerank_depth < 1 or self.rerank_batch_size < 1:
+            raise ConfigError("rerank_depth and rerank_batch_size must be >= 1")
+        if self.rerank is not None and not self.rerank.strip():
+            raise ConfigError("rerank: give a reranker model (folder or name), or leave it unset")
         if self.cpus_per_retriever <= 0:
             raise ConfigError(f"cpus_per_retriever must be > 0, got {self.cpus_per_retriever}")
         if not self.output_dir:

@@ -22,8 +22,9 @@ from .metrics import evaluate
 from .trec import write_run
 
 
-def _retrieve(spec: str, options: RetrieverOptions, corpus: dict, queries: dict, depth: int, threads: int):
-    """Runs inside a Ray task: index, search, and return the run with timings."""
+def _retrieve(label: str, spec: str, options: RetrieverOptions, corpus: dict, queries: dict, depth: int,
+              threads: int, rerank: dict | None = None):
+    """Runs inside a Ray task: index, search (and rerank), and return ``{label: (run, timings)}``."""
     import torch
 
     from ..search.registry import build_retriever
@@ -35,7 +36,18 @@ def _retrieve(spec: str, options: RetrieverOptions, corpus: dict, queries: dict,
     t1 = time.perf_counter()
     run = retriever.search(queries, depth)
     t2 = time.perf_counter()
-    return run, {"index_s": t1 - t0, "search_s": t2 - t1}
+    out = {label: (run, {"index_s": t1 - t0, "search_s": t2 - t1})}
+    if rerank:
+        from ..models.reranker import load_reranker
+        from ..search.rerank import rerank_run
+
+        reranker = load_reranker(rerank["model"], batch_size=rerank["batch_size"])
+        reranked = rerank_run(run, queries, corpus, reranker.score, rerank["depth"])
+        out[f"{label}{RERANK_SUFFIX}"] = (reranked, {"rerank_s": time.perf_counter() - t2})
+    return out
+
+
+RERANK_SUFFIX = ">>rerank"
 
 
 def _check_indexes(spec: Spec) -> None:
@@ -62,6 +74,10 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
         for model in parsed.models():
             resolve_model(model)
         _check_indexes(parsed)
+    if cfg.rerank:
+        from ..models.reranker import reranker_kind
+
+        reranker_kind(resolve_model(cfg.rerank).path)  # a bad reranker fails now
     out = Path(cfg.output_dir).resolve()
     (out / "runs").mkdir(parents=True, exist_ok=True)
     started = init_ray(cfg.num_cpus)
@@ -69,11 +85,14 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
         remote = ray.remote(_retrieve)
         corpus_ref, queries_ref = ray.put(dataset.corpus), ray.put(dataset.queries)
         threads = max(1, int(round(cfg.cpus_per_retriever)))
+        rerank = {"model": cfg.rerank, "depth": cfg.rerank_depth, "batch_size": cfg.rerank_batch_size} \
+            if cfg.rerank else None
         pending = {
             remote.options(num_cpus=cfg.cpus_per_retriever, name=f"retrieve:{label}").remote(
-                spec, cfg.options, corpus_ref, queries_ref, cfg.depth, threads): label
+                label, spec, cfg.options, corpus_ref, queries_ref, cfg.depth, threads, rerank): label
             for label, spec in entries
         }
+        labels = [lab for lab, _ in entries for lab in ([lab, lab + RERANK_SUFFIX] if rerank else [lab])]
         curve_ks = [k for k in (1, 3, 5, 10, 20, 50, 100, 200, 500, 1000) if k <= cfg.depth]
         metrics: dict[str, dict[str, float]] = {}
         curves: dict[str, dict[int, float]] = {}
@@ -82,25 +101,26 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
                               tags={"rayrag.split": cfg.split}) as jr:
             while pending:
                 [done], _ = ray.wait(list(pending), num_returns=1)
-                label = pending.pop(done)
-                run, timing = ray.get(done)
-                metrics[label] = evaluate(dataset.qrels, run, cfg.metrics)
-                curve = evaluate(dataset.qrels, run, [f"recall@{k}" for k in curve_ks])
-                curves[label] = {k: curve[f"recall@{k}"] for k in curve_ks}
-                timings[label] = timing
-                write_run(out / "runs" / f"{_file_safe(label)}.trec", run, tag=_file_safe(label))
-                jr.log_metrics({f"{label}/{m}": v for m, v in metrics[label].items()})
-                jr.log_metrics({f"{label}/{k}": v for k, v in timing.items()})
-                print(f"[evaluate] {label}: " + "  ".join(f"{m}={v:.4f}" for m, v in metrics[label].items()),
-                      flush=True)
+                pending.pop(done)
+                for label, (run, timing) in ray.get(done).items():
+                    metrics[label] = evaluate(dataset.qrels, run, cfg.metrics)
+                    curve = evaluate(dataset.qrels, run, [f"recall@{k}" for k in curve_ks])
+                    curves[label] = {k: curve[f"recall@{k}"] for k in curve_ks}
+                    timings[label] = timing
+                    write_run(out / "runs" / f"{_file_safe(label)}.trec", run, tag=_file_safe(label))
+                    jr.log_metrics({f"{label}/{m}": v for m, v in metrics[label].items()})
+                    jr.log_metrics({f"{label}/{k}": v for k, v in timing.items()})
+                    print(f"[evaluate] {label}: " + "  ".join(f"{m}={v:.4f}" for m, v in metrics[label].items()),
+                          flush=True)
             result = {
                 "dataset": dataset.name,
                 "split": cfg.split,
-                "metrics": {label: metrics[label] for label, _ in entries},
+                "metrics": {label: metrics[label] for label in labels},
                 "retrievers": {label: spec for label, spec in entries},
+                "reranker": {"model": cfg.rerank, "depth": cfg.rerank_depth} if cfg.rerank else None,
                 "num_queries": len(dataset.queries),
                 "num_docs": len(dataset.corpus),
-                "timings_s": {label: timings[label] for label, _ in entries},
+                "timings_s": {label: timings[label] for label in labels},
                 "mlflow_run_id": jr.run_id,
                 "tracking_uri": tracking.tracking_uri(),
             }

@@ -112,7 +112,7 @@ class LLMReranker(Reranker):
 
     def __init__(self, model: str, **kw):
         super().__init__(model, **kw)
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         self.prompt = self.meta.get("prompt", LLM_PROMPT)
         self.tokenizer = load_llm_tokenizer(self.path)

@@ -30,6 +30,7 @@ class TrainEvalConfig:
     """End-of-epoch evaluation on rank 0 (never used to pick checkpoints)."""
     split: str | None = "test"  # None: no evaluation during training
     every_epochs: int = 1
+    before_training: bool = False  # also evaluate the untrained model: the baseline in the same run
     metric: str = "ndcg@10"
     first_stage: str = "bm25"  # rerankers: what retrieves the candidates they re-score
     rerank_depth: int = 100
@@ -68,7 +69,8 @@ class TrainConfig:
     temperature: float = 0.05  # InfoNCE / LCE logits scale 1/temperature
     gather_negatives: bool = True  # InfoNCE: every worker's documents are negatives for every query
     query_max_length: int = 64
-    doc_max_length: int = 256
+    doc_max_length: int = 256  # training truncation (documents; query + document for rerankers)
+    inference_max_length: int | None = None  # exported model and evaluation; None = doc_max_length
     # models
     pooling: str | None = None  # dense: mean | cls | last; None = the model's default
     query_prefix: str = ""  # e.g. an instruction for LLM embedders
@@ -84,6 +86,11 @@ class TrainConfig:
     register_as: str | None = None  # MLflow registered model name; None = no registration
     experiment: str = "rayrag"
     eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)
+
+    @property
+    def max_length(self) -> int:
+        """Truncation at inference: training can use shorter texts than the model then serves."""
+        return self.inference_max_length or self.doc_max_length
 
     @property
     def kind(self) -> str:
@@ -118,6 +125,8 @@ class TrainConfig:
             raise ConfigError("max_grad_norm must be > 0 (or null for no clipping)")
         if self.lora.enabled and self.kind == "cross":
             raise ConfigError("LoRA is for LLM embedders and LLM rerankers; train cross-encoders fully")
+        if self.inference_max_length is not None and self.inference_max_length < 1:
+            raise ConfigError("inference_max_length must be >= 1")
         if self.eval.every_epochs < 1 or self.eval.rerank_depth < 1:
             raise ConfigError("eval.every_epochs and eval.rerank_depth must be >= 1")
         if not self.output_dir:

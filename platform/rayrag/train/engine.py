@@ -44,17 +44,23 @@ def deepspeed_config(cfg: TrainConfig, world: int) -> dict:
     }
 
 
-def make_engine(module: torch.nn.Module, cfg: TrainConfig, world: int, total_steps: int):
-    """-> (engine, scheduler). ``module``'s frozen parameters stay out of the optimizer."""
-    import deepspeed
-
+def make_optimizer(module: torch.nn.Module, cfg: TrainConfig, total_steps: int):
+    """-> (AdamW, LambdaLR). Frozen parameters stay out; no weight decay on biases and norms."""
     params = [p for p in module.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]  # no weight decay on biases and norms
+    decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     warmup = int(cfg.warmup_ratio * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.schedule, warmup, total_steps))
+    return optimizer, scheduler
+
+
+def make_engine(module: torch.nn.Module, cfg: TrainConfig, world: int, total_steps: int):
+    """-> (engine, scheduler) around ``make_optimizer``'s optimizer and schedule."""
+    import deepspeed
+
+    optimizer, scheduler = make_optimizer(module, cfg, total_steps)
     engine, _, _, scheduler = deepspeed.initialize(model=module, optimizer=optimizer, lr_scheduler=scheduler,
                                                    config=deepspeed_config(cfg, world))
     return engine, scheduler

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import torch
     import torch.distributed as dist
+    from tqdm.auto import tqdm
 
     from ..assets import resolve_model
     from ..config import from_dict
@@ -103,13 +105,36 @@ def train_loop_per_worker(config: dict) -> None:
         return t.item() / world
 
     history: list[float] = []  # loss of every optimizer step (mean over workers): the equivalence test reads it
+    step_seconds: list[float] = []  # wall time of every optimizer step: bench/train_overhead.py reads it
+    step_t0 = time.perf_counter()
     window_loss, window_samples, window_t0 = 0.0, 0, time.perf_counter()
     done = state["step"] >= total_steps
     last_eval: dict[str, float] = {}
+
+    def evaluate(prefix: str) -> dict[str, float]:
+        """Rank 0 scores the current model while the others wait (all ranks gather under ZeRO-3)."""
+        out: dict[str, float] = {}
+        with full_parameters(engine, cfg.zero_stage):
+            if rank == 0:
+                t0 = time.perf_counter()
+                out = {k.replace("eval/", prefix): v for k, v in objective.evaluate(engine.module, device).items()}
+                out[f"{prefix}seconds"] = time.perf_counter() - t0
+                print(f"[train] step {state['step']}: " + "  ".join(f"{k}={v:.4f}" for k, v in out.items()), flush=True)
+                log(out, state["step"])
+            if world > 1:
+                dist.barrier()
+        return out
+
+    if cfg.eval.split and cfg.eval.before_training and state["step"] == 0:
+        last_eval.update(evaluate("eval_untrained/"))
     while not done and state["epoch"] < cfg.epochs:
         epoch = state["epoch"]
         order = plan.order(cfg.seed, epoch)
         step_loss = 0.0
+        # Off a terminal (Ray worker logs, CI) each redraw is a new line: redraw rarely.
+        bar = tqdm(total=plan.micro_per_epoch, initial=state["micro"], desc=f"train epoch {epoch}", unit="batch",
+                   disable=rank != 0, mininterval=0.5 if sys.stderr.isatty() else 30)
+        step_t0 = time.perf_counter()  # evaluation and checkpoints stay out of step times
         while state["micro"] < plan.micro_per_epoch:
             idx = plan.indices(order, state["micro"], rank)
             groups = [make_group(examples[i], int(i), epoch, cfg.seed, cfg.group_size, cfg.negatives_from_top, text)
@@ -121,11 +146,14 @@ def train_loop_per_worker(config: dict) -> None:
             step_loss += loss.item() / cfg.grad_accum
             window_samples += len(groups) * world
             state["micro"] += 1
+            bar.update()
             if state["micro"] % cfg.grad_accum:
                 continue
             state["step"] += 1
             step_loss = mean_over_workers(step_loss)
             history.append(step_loss)
+            step_seconds.append(time.perf_counter() - step_t0)
+            bar.set_postfix(step=state["step"], loss=f"{step_loss:.4f}", refresh=False)
             window_loss += step_loss
             if state["step"] % cfg.log_every == 0:
                 elapsed = time.perf_counter() - window_t0
@@ -138,20 +166,13 @@ def train_loop_per_worker(config: dict) -> None:
                 break
             if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0:
                 report({"train/loss": history[-1]}, checkpoint=True)
+            step_t0 = time.perf_counter()
+        bar.close()
         # End of epoch (or of max_steps): evaluate, then checkpoint with the position moved on.
         metrics = {"train/loss": history[-1] if history else float("nan")}
         if cfg.eval.split and ((epoch + 1) % cfg.eval.every_epochs == 0 or done):
-            with full_parameters(engine, cfg.zero_stage):
-                if rank == 0:
-                    t0 = time.perf_counter()
-                    metrics.update(objective.evaluate(engine.module, device))
-                    metrics["eval/seconds"] = time.perf_counter() - t0
-                    print(f"[train] epoch {epoch}: " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
-                          flush=True)
-                    log(metrics, state["step"])
-                    last_eval = {k: v for k, v in metrics.items() if k.startswith("eval/")}
-                if world > 1:
-                    dist.barrier()
+            metrics.update(evaluate("eval/"))
+            last_eval.update(metrics)
         if not done:
             state.update(epoch=epoch + 1, micro=0)
         done = done or state["epoch"] >= cfg.epochs
@@ -165,8 +186,9 @@ def train_loop_per_worker(config: dict) -> None:
             objective.export(engine.module, out)
         if world > 1:
             dist.barrier()
-    final = {"losses": history, "total_steps": total_steps, "model_dir": str(out), "pid": os.getpid()}
+    final = {"losses": history, "step_seconds": step_seconds, "total_steps": total_steps, "model_dir": str(out), "pid": os.getpid()}
     if rank == 0:
         (out.parent / "loss_history.json").write_text(json.dumps(final))
-    report({"train/loss": history[-1] if history else float("nan"), "finished": True, **last_eval},
+    report({"train/loss": history[-1] if history else float("nan"), "finished": True,
+            **{k: v for k, v in last_eval.items() if k.startswith("eval")}},
            checkpoint=True)

@@ -70,7 +70,7 @@ def run_train(cfg: TrainConfig) -> dict:
             history = json.loads((out / "loss_history.json").read_text())
             metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
             summary = {"wall_s": wall, "examples": len(data["examples"]), "total_steps": history["total_steps"],
-                       **{k: v for k, v in metrics.items() if k.startswith("eval/")},
+                       **{k: v for k, v in metrics.items() if k.startswith("eval")},
                        "resumed_from_step": metrics.get("resumed_from_step")}
             jr.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
             _plot_loss(jr, history["losses"], cfg)
@@ -87,7 +87,7 @@ def run_train(cfg: TrainConfig) -> dict:
             atomic_write_json(out / "result.json", res, sort_keys=False)
             jr.log_artifact(out / "result.json")
             print(f"[train] done in {wall:.0f} s: {out / 'model'}  MLflow run {jr.run_id}"
-                  + "".join(f"  {k}={v:.4f}" for k, v in summary.items() if k.startswith("eval/")), flush=True)
+                  + "".join(f"  {k}={v:.4f}" for k, v in summary.items() if k.startswith("eval")), flush=True)
             return res
     finally:
         if started:

@@ -27,9 +27,9 @@ class CrossEncoderObjective(Objective):
         enable_checkpointing(model, self.cfg)
         return model
 
-    def _pairs(self, queries: list[str], docs: list[str]) -> dict[str, torch.Tensor]:
+    def _pairs(self, queries: list[str], docs: list[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
         return dict(self.tokenizer(queries, docs, padding=True, truncation="only_second",
-                                   max_length=self.cfg.doc_max_length, return_tensors="pt"))
+                                   max_length=max_length or self.cfg.doc_max_length, return_tensors="pt"))
 
     def collate(self, groups: Sequence[Group]) -> dict[str, torch.Tensor]:
         return self._pairs([g.query for g in groups for _ in g.docs], [t for g in groups for t in g.docs])
@@ -41,7 +41,7 @@ class CrossEncoderObjective(Objective):
     def save(self, module: torch.nn.Module, folder: Path) -> None:
         module.save_pretrained(folder, safe_serialization=True)
         self.tokenizer.save_pretrained(folder)
-        write_meta(folder, "cross", self.cfg.doc_max_length)
+        write_meta(folder, "cross", self.cfg.max_length)
 
     @torch.no_grad()
     def evaluate(self, module: torch.nn.Module, device: torch.device) -> dict[str, float]:
@@ -50,7 +50,8 @@ class CrossEncoderObjective(Objective):
         def scorer(query: str, docs) -> np.ndarray:
             out = []
             for s in range(0, len(docs), 32):
-                enc = {k: v.to(device) for k, v in self._pairs([query] * len(docs[s:s + 32]), list(docs[s:s + 32])).items()}
+                enc = {k: v.to(device) for k, v in self._pairs([query] * len(docs[s:s + 32]), list(docs[s:s + 32]),
+                                                                 self.cfg.max_length).items()}
                 out.append(module(**enc).logits[:, 0].float().cpu().numpy())
             return np.concatenate(out) if out else np.zeros(0, np.float32)
 

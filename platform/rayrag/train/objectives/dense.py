@@ -97,7 +97,7 @@ class DenseObjective(Objective):
         self.tokenizer.save_pretrained(folder)
         # The sentence-transformers files (modules.json, pooling, prompts) come from the library
         # itself, so SentenceTransformer(folder) reproduces our embeddings exactly.
-        t = Transformer(str(folder), max_seq_length=self.cfg.doc_max_length)
+        t = Transformer(str(folder), max_seq_length=self.cfg.max_length)
         if self.pooling == "last":
             t.tokenizer.padding_side = "right"
         p = Pooling(t.get_embedding_dimension(), pooling_mode=ST_POOLING[self.pooling])
@@ -116,7 +116,7 @@ class DenseObjective(Objective):
         try:
             doc_ids = list(ds.corpus)
             docs = self._encode(module, [cfg.doc_prefix + ds.corpus[i].full_text for i in doc_ids],
-                                cfg.doc_max_length, device)
+                                cfg.max_length, device)
             qids = list(ds.queries)
             qs = self._encode(module, [cfg.query_prefix + ds.queries[i] for i in qids], cfg.query_max_length, device)
         finally:

@@ -23,8 +23,8 @@ class LLMRerankerObjective(Objective):
         enable_checkpointing(model, self.cfg)
         return apply_lora(model, self.cfg, "CAUSAL_LM")
 
-    def _inputs(self, queries: list[str], docs: list[str]) -> dict[str, torch.Tensor]:
-        return dict(llm_pair_inputs(self.tokenizer, LLM_PROMPT, queries, docs, self.cfg.doc_max_length))
+    def _inputs(self, queries: list[str], docs: list[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
+        return dict(llm_pair_inputs(self.tokenizer, LLM_PROMPT, queries, docs, max_length or self.cfg.doc_max_length))
 
     def collate(self, groups: Sequence[Group]) -> dict[str, torch.Tensor]:
         batch = self._inputs([g.query for g in groups for _ in g.docs], [t for g in groups for t in g.docs])
@@ -42,7 +42,7 @@ class LLMRerankerObjective(Objective):
     def save(self, module: torch.nn.Module, folder: Path) -> None:
         unwrap_peft(module).save_pretrained(folder, safe_serialization=True)
         self.tokenizer.save_pretrained(folder)
-        write_meta(folder, "llm", self.cfg.doc_max_length, prompt=LLM_PROMPT)
+        write_meta(folder, "llm", self.cfg.max_length, prompt=LLM_PROMPT)
 
     @torch.no_grad()
     def evaluate(self, module: torch.nn.Module, device: torch.device) -> dict[str, float]:
@@ -52,7 +52,7 @@ class LLMRerankerObjective(Objective):
             out = []
             for s in range(0, len(docs), 16):
                 chunk = list(docs[s:s + 16])
-                enc = {k: v.to(device) for k, v in self._inputs([query] * len(chunk), chunk).items()}
+                enc = {k: v.to(device) for k, v in self._inputs([query] * len(chunk), chunk, self.cfg.max_length).items()}
                 logits = self._last_logits(module, enc)
                 out.append((logits[:, self.yes_id] - logits[:, self.no_id]).float().cpu().numpy())
             return np.concatenate(out) if out else np.zeros(0, np.float32)

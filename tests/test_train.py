@@ -1,0 +1,291 @@
+"""Ray Train + DeepSpeed runs on a real local Ray: equivalence, fault tolerance, exports.
+
+Tiny models built from configs (no dropout, so a 2-worker run and a single process draw the
+same computation) on real SciFact training queries and documents.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rayrag.config import load_config
+from rayrag.train.config import TrainConfig
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    from rayrag.ray_utils import init_ray
+
+    init_ray(num_cpus=2, dashboard=True)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory) -> Path:
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from rayrag.assets import resolve_model
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-encoder")
+    tok = AutoTokenizer.from_pretrained(resolve_model("minilm").path)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=0.0,
+                     attention_probs_dropout_prob=0.0)
+    BertModel(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def examples(data_dir, tmp_path_factory) -> Path:
+    """24 real SciFact training queries, their positives and 6 non-relevant documents each."""
+    from rayrag.data import load_beir
+
+    ds = load_beir(data_dir / "scifact", "train")
+    doc_ids = sorted(ds.corpus)
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("examples") / "train.jsonl"
+    with path.open("w") as f:
+        for qid in sorted(ds.queries)[:24]:
+            pos = [d for d, r in ds.qrels[qid].items() if r > 0]
+            negs = [doc_ids[i] for i in rng.choice(len(doc_ids), 6, replace=False) if doc_ids[i] not in pos]
+            f.write(json.dumps({"query_id": qid, "query": ds.queries[qid],
+                                "positives": [{"id": d, "score": 1.0} for d in pos],
+                                "negatives": [{"id": d, "score": 0.5, "rank": i + 1} for i, d in enumerate(negs)]})
+                    + "\n")
+    return path
+
+
+def _cfg(tmp_path, model, examples, data_dir, *overrides) -> TrainConfig:
+    return load_config(TrainConfig, None, [
+        f"model={model}", f"examples={examples}", f"data_dir={data_dir}", f"output_dir={tmp_path / 'out'}",
+        "eval.split=null", "query_max_length=16", "doc_max_length=32", "cpus_per_worker=1", "log_every=1",
+        *overrides])
+
+
+def _reference_losses(cfg: TrainConfig, examples_path: Path, steps: int):
+    """Plain single-process PyTorch: the global batch of every step, no DeepSpeed, no Ray."""
+    from rayrag.assets import resolve_model
+    from rayrag.train.engine import make_optimizer
+    from rayrag.train.examples import BatchPlan, make_group
+    from rayrag.train.objectives import make_objective
+    from rayrag.train.run import prepare_data
+
+    data = prepare_data(cfg)
+    exs, text = data["examples"], data["text"]
+    torch.manual_seed(cfg.seed)
+    objective = make_objective(cfg)
+    module = objective.build(resolve_model(cfg.model).path)
+    module.train()
+    optimizer, scheduler = make_optimizer(module, cfg, steps)
+    plan = BatchPlan(len(exs), cfg.batch_size * cfg.num_workers, 1, 1)
+    order = plan.order(cfg.seed, 0)
+    losses = []
+    for micro in range(steps):
+        groups = [make_group(exs[i], int(i), 0, cfg.seed, cfg.group_size, cfg.negatives_from_top, text)
+                  for i in plan.indices(order, micro, 0)]
+        loss = objective.loss(module, objective.collate(groups))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    return losses, module
+
+
+def test_two_worker_zero2_matches_single_process(ray_local, tmp_path, tiny_encoder, examples, data_dir):
+    from safetensors.torch import load_file
+
+    from rayrag.train import run_train
+
+    cfg = _cfg(tmp_path, tiny_encoder, examples, data_dir, "num_workers=2", "zero_stage=2", "batch_size=4",
+               "group_size=3", "max_steps=3", "lr=1e-3", "warmup_ratio=0.3")
+    result = run_train(cfg)
+    history = json.loads((tmp_path / "out" / "loss_history.json").read_text())
+    ref_losses, ref_module = _reference_losses(cfg, examples, 3)
+    assert len(history["losses"]) == 3
+    np.testing.assert_allclose(history["losses"], ref_losses, rtol=1e-4, atol=1e-5)
+    trained = load_file(str(Path(result["model_dir"]) / "model.safetensors"))
+    ref = ref_module.backbone.state_dict()
+    moved = 0.0
+    for name, value in trained.items():
+        np.testing.assert_allclose(value.numpy(), ref[name].numpy(), atol=2e-5, err_msg=name)
+    initial = load_file(str(tiny_encoder / "model.safetensors"))
+    moved = max(float((trained[n] - initial[n]).abs().max()) for n in trained if n in initial)
+    assert moved > 1e-3  # the comparison is not between two untrained models
+
+
+def test_killed_worker_resumes_from_its_checkpoint(ray_local, tmp_path, tiny_encoder, examples, data_dir):
+    import psutil
+
+    from rayrag.train import run_train
+
+    cfg = _cfg(tmp_path, tiny_encoder, examples, data_dir, "num_workers=1", "batch_size=2", "group_size=2",
+               "epochs=2", "checkpoint_every=4", "max_failures=1")
+    ckpt_root = tmp_path / "out" / "ray" / "train"
+    killed: list[int] = []
+
+    def committed() -> bool:
+        # A checkpoint counts once Ray Train's controller has registered it (its snapshot lists
+        # it), not when the worker's files land on disk.
+        snap = ckpt_root / "checkpoint_manager_snapshot.json"
+        try:
+            return "checkpoint_" in snap.read_text()
+        except OSError:
+            return False
+
+    def kill_after_first_checkpoint():
+        deadline = time.time() + 1500  # slow machines: the first checkpoint can take minutes
+        while time.time() < deadline and not killed:
+            if committed():
+                for p in psutil.Process(os.getpid()).children(recursive=True):
+                    try:
+                        if "RayTrainWorker" in " ".join(p.cmdline()):
+                            os.kill(p.pid, signal.SIGKILL)
+                            killed.append(p.pid)
+                    except psutil.NoSuchProcess:
+                        pass
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_after_first_checkpoint, daemon=True)
+    killer.start()
+    result = run_train(cfg)
+    killer.join(timeout=5)
+    history = json.loads((tmp_path / "out" / "loss_history.json").read_text())
+    assert killed, "the worker was never killed"
+    assert history["pid"] not in killed  # a new worker finished the run
+    assert result["resumed_from_step"] is not None and result["resumed_from_step"] >= 4
+    assert result["total_steps"] == 24  # 24 examples / 2 per step x 2 epochs: nothing skipped or repeated
+    # the restored run did only the remaining steps
+    assert len(history["losses"]) == 24 - result["resumed_from_step"]
+    assert (Path(result["model_dir"]) / "model.safetensors").is_file()
+
+
+def test_resources_are_checked_before_waiting(ray_local, tmp_path, tiny_encoder, examples, data_dir):
+    from rayrag.errors import ConfigError
+    from rayrag.train import run_train
+
+    with pytest.raises(ConfigError, match="do not fit"):
+        run_train(_cfg(tmp_path, tiny_encoder, examples, data_dir, "num_workers=3"))
+    with pytest.raises(ConfigError, match="GPU"):
+        run_train(_cfg(tmp_path, tiny_encoder, examples, data_dir, "use_gpu=true"))
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A 2-layer Llama from a config with SmolLM2's real tokenizer (and chat template)."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from rayrag.assets import resolve_model
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tok = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m").path)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_train_reranker_job_exports_a_cross_encoder_and_registers_it(tmp_path, tiny_encoder, examples, data_dir):
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+    from sentence_transformers import CrossEncoder
+
+    from rayrag.models.reranker import load_reranker
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "out"
+    env = dict(os.environ, RAYRAG_DATA_DIR=str(data_dir))
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs.train_reranker", "--model", str(tiny_encoder), "--examples", str(examples),
+         "--output-dir", str(out), "max_steps=2", "batch_size=4", "group_size=3", "doc_max_length=48",
+         "eval.split=null", "log_every=1", "register_as=tiny-cross"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    model_dir = Path(result["model_dir"])
+    pairs = [("what causes cancer", "Tumours arise from mutations."), ("what causes cancer", "A recipe for bread.")]
+    ours = load_reranker(str(model_dir))
+    assert ours.kind == "cross" and ours.max_length == 48
+    st = CrossEncoder(str(model_dir), device="cpu")
+    np.testing.assert_allclose(st.predict(pairs, activation_fn=torch.nn.Identity()),
+                               ours.score(pairs[0][0], [d for _, d in pairs]), atol=1e-5)
+    client = MlflowClient(result["tracking_uri"])
+    run = client.get_run(result["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["rayrag.objective"] == "lce"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2]
+    assert "model" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "plots/train_loss.png" in {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    version = client.get_model_version("tiny-cross", result["registered_version"])
+    assert version.run_id == run.info.run_id
+
+
+def test_train_dense_job_rejects_a_reranker_objective(tmp_path, tiny_encoder, examples):
+    from rayrag.cli import main
+
+    assert main(["train-dense", "--model", str(tiny_encoder), "--examples", str(examples), "--objective",
+                 "infonce", "objective=lce"]) == 2
+
+
+def test_llm_embedder_with_lora_and_checkpointing(ray_local, tmp_path, tiny_llama, examples, data_dir):
+    from sentence_transformers import SentenceTransformer
+
+    from rayrag.models.dense import DenseEncoder
+    from rayrag.train import run_train
+
+    prefix = "Retrieve the abstract for this claim: "
+    cfg = _cfg(tmp_path, tiny_llama, examples, data_dir, "pooling=last", f"query_prefix={prefix!r}",
+               "lora.enabled=true", "lora.target_modules=[q_proj,v_proj]", "gradient_checkpointing=true",
+               "max_steps=2", "batch_size=4", "group_size=2", "lr=1e-2", "eval.split=test",
+               "eval.before_training=true", "eval.max_queries=20")
+    result = run_train(cfg)
+    assert 0 <= result["eval_untrained/ndcg@10"] <= 1 and 0 <= result["eval/ndcg@10"] <= 1
+    model_dir = result["model_dir"]
+    enc = DenseEncoder(model_dir)
+    assert enc.pooling == "last" and enc.query_prefix == prefix  # carried by the exported folder
+    st = SentenceTransformer(model_dir, device="cpu")
+    texts = ["does aspirin reduce stroke risk", "a much longer claim about protein folding in yeast cells"]
+    np.testing.assert_allclose(st.encode(texts, prompt_name="query"), enc.encode_queries(texts, progress=False),
+                               atol=1e-5)
+    from safetensors.torch import load_file
+
+    trained, base = load_file(f"{model_dir}/model.safetensors"), load_file(f"{tiny_llama}/model.safetensors")
+    assert not any("lora" in k for k in trained)  # adapters merged: a plain model folder
+    # LlamaModel keys (the embedder) vs LlamaForCausalLM keys (the base folder): "model." apart
+    changed = [k for k in trained if "q_proj" in k and not torch.equal(trained[k], base["model." + k])]
+    assert changed  # LoRA updates landed in the merged weights
+
+
+def test_llm_reranker_yes_no(ray_local, tmp_path, tiny_llama, examples, data_dir):
+    from rayrag.models.reranker import load_reranker
+    from rayrag.train import run_train
+
+    cfg = _cfg(tmp_path, tiny_llama, examples, data_dir, "objective=llm_yesno", "lora.enabled=true",
+               "max_steps=2", "batch_size=2", "group_size=2", "doc_max_length=96", "lr=1e-2", "eval.split=test",
+               "eval.max_queries=3", "eval.rerank_depth=5")
+    result = run_train(cfg)
+    assert 0 <= result["eval/ndcg@10"] <= 1
+    r = load_reranker(result["model_dir"])
+    assert r.kind == "llm"
+    scores = r.score("does aspirin reduce stroke risk", ["Aspirin lowers stroke risk.", "Bread recipe."])
+    assert scores.shape == (2,) and np.isfinite(scores).all()
