@@ -85,3 +85,41 @@ def test_job_reuses_a_running_ray_and_leaves_it_running(tmp_path, data_dir):
         assert (tmp_path / "o" / "runs" / "bm25.trec").is_file()
     finally:
         ray.shutdown()
+
+
+def test_rerank_reorders_the_top_by_the_rerankers_scores(tmp_path, data_dir, tiny_bert):
+    from rayrag.config import load_config
+    from rayrag.data import load_beir
+    from rayrag.eval.config import EvaluateConfig
+    from rayrag.eval.job import run_evaluate
+    from rayrag.models.reranker import load_reranker
+
+    out = tmp_path / "out"
+    cfg = load_config(EvaluateConfig, None, [f"data_dir={data_dir}", f"output_dir={out}", "retrievers=[bm25]",
+                                             f"rerank={tiny_bert}", "rerank_depth=5", "num_cpus=2",
+                                             "cpus_per_retriever=2"])
+    result = run_evaluate(cfg)
+    assert list(result["metrics"]) == ["bm25", "bm25>>rerank"]
+    first, reranked = read_run(out / "runs" / "bm25.trec"), read_run(out / "runs" / "bm25__rerank.trec")
+    # below the reranked depth nothing moves, so recall@100 is the first stage's
+    assert result["metrics"]["bm25>>rerank"]["recall@100"] == pytest.approx(result["metrics"]["bm25"]["recall@100"])
+    ds = load_beir(data_dir / "scifact", "test")
+    reranker = load_reranker(str(tiny_bert))
+    for qid in sorted(ds.queries)[:5]:
+        head = [d for d, _ in first[qid][:5]]
+        scores = reranker.score(ds.queries[qid], [ds.corpus[d].full_text for d in head])
+        expected = [d for _, d in sorted(zip(-scores, head))]
+        assert [d for d, _ in reranked[qid][:5]] == expected
+        assert [d for d, _ in reranked[qid][5:]] == [d for d, _ in first[qid][5:]]
+    assert result["reranker"] == {"model": str(tiny_bert), "depth": 5}
+
+
+def test_bad_rerank_settings_fail_before_ray(tmp_path):
+    from rayrag.config import load_config
+    from rayrag.errors import ConfigError
+    from rayrag.eval.config import EvaluateConfig
+
+    with pytest.raises(ConfigError, match="rerank_depth"):
+        load_config(EvaluateConfig, None, ["rerank=minilm", "rerank_depth=0"])
+    with pytest.raises(ConfigError, match="give a reranker model"):
+        load_config(EvaluateConfig, None, ["rerank=' '"])

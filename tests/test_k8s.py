@@ -32,7 +32,7 @@ BUILTIN_KINDS = {("v1", "Namespace"), ("v1", "ConfigMap"), ("v1", "Secret"), ("v
                  ("v1", "PersistentVolumeClaim"), ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"),
                  ("networking.k8s.io/v1", "NetworkPolicy")}
 # One RayJob per job in jobs/ that works on data; quickstart is a local demo of all of them.
-EXPECTED_JOBS = {"encode", "index", "evaluate", "mine"}
+EXPECTED_JOBS = {"encode", "index", "evaluate", "mine", "train_dense", "train_reranker"}
 IMAGE_REPO = "ghcr.io/rayrag/rayrag"
 NAMESPACE = "rayrag"
 
@@ -350,6 +350,20 @@ def test_rayjob_entrypoints_name_real_jobs_and_configs(overlay):
         assert job["spec"].get("suspend") is True, \
             f"RayJob {job['metadata']['name']} must be created suspended (k8s/README.md: start in order)"
     assert names == EXPECTED_JOBS
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_train_jobs_read_what_the_mine_job_writes(overlay):
+    jobs = {parse_entrypoint(j["spec"]["entrypoint"])[0]: j for j in of_kind(render(overlay), "RayJob")}
+    for name in ("train_dense", "train_reranker"):
+        cfg = job_config(jobs[name])
+        assert cfg.examples == job_config(jobs["mine"]).output
+        assert cfg.use_gpu == (overlay == "gpu") and cfg.bf16 == (overlay == "gpu")
+        # Ray Train's storage (checkpoints) must outlive the pods: default <output_dir>/ray on /data
+        assert cfg.storage_path is None and cfg.output_dir.startswith("/data/")
+        if overlay == "gpu":
+            gpus = jobs[name]["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+            assert gpus["resources"]["limits"]["nvidia.com/gpu"] == "1"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -97,7 +97,11 @@ class CrossEncoderReranker(Reranker):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(self.path, num_labels=1)
+        # An encoder without a trained head gets a new one: seeded, so every replica and every
+        # load of the same stand-in scores alike (a trained folder's head is simply loaded).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            self.model = AutoModelForSequenceClassification.from_pretrained(self.path, num_labels=1)
         self.model.to(self.device).eval()
 
     @torch.inference_mode()
