@@ -39,6 +39,20 @@ def artifacts(tmp_path_factory, data_dir, tiny_bert):
             "reranker": make_reranker(tiny_bert, root / "reranker"), "root": root}
 
 
+def _init_ray(attempts: int = 2):
+    """Ray waits a fixed 30 s for its raylet; on a machine shared with training runs that is not
+    always enough, so a start that timed out is retried once."""
+    import ray
+
+    for i in range(attempts):
+        try:
+            return ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+        except Exception as e:
+            if "timed out during startup" not in str(e) or i == attempts - 1:
+                raise
+            ray.shutdown()
+
+
 @pytest.fixture(scope="module")
 def server(artifacts):
     import ray
@@ -50,7 +64,7 @@ def server(artifacts):
     mp = pytest.MonkeyPatch()
     mp.setenv(KEY_ENV, KEY)  # replicas inherit the environment Ray starts with
     mp.setenv("RAYRAG_HOME", str(artifacts["root"] / "home"))
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    _init_ray()
     try:
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})

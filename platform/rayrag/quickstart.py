@@ -1,8 +1,9 @@
-"""The quickstart pipeline: encode SciFact with Ray Data, index it, evaluate everything.
+"""The quickstart pipeline: encode SciFact with Ray Data, index it, evaluate everything, serve it.
 
     encode minilm (Ray Data) -> Flat + HNSW indexes ─┐
     encode splade-tiny (Ray Data) -> inverted index ─┼─> evaluate: bm25, minilm (exact, Flat),
     bm25 (in the evaluate task) ─────────────────────┘   minilm+hnsw, splade-tiny, hybrids
+    Flat index -> Ray Serve on 127.0.0.1 (docs/SERVE.md): one sample query, then a curl line
 
 Every step is the same library call its own job makes, so each leaves its own MLflow run
 (encode -> index -> evaluate, linked by run ids in the manifests).
@@ -29,12 +30,18 @@ class QuickstartConfig:
     sparse_model: str = "splade-tiny"
     num_actors: int = 2
     experiment: str = "rayrag"
+    serve: bool = True  # end by serving the Flat index over HTTP
+    serve_port: int = 8000
+    serve_query: str = "Vitamin D deficiency is linked to bone fractures."
+    keep_serving: bool | None = None  # None: until Ctrl-C when run from a terminal, else stop after the sample
 
     def validate(self) -> None:
         if not self.output_dir:
             raise ConfigError("output_dir must not be empty")
         if self.num_actors < 1:
             raise ConfigError(f"num_actors must be >= 1, got {self.num_actors}")
+        if not 0 < self.serve_port < 65536:
+            raise ConfigError(f"serve_port must be a TCP port, got {self.serve_port}")
 
 
 def run_quickstart(cfg: QuickstartConfig) -> dict:
@@ -50,14 +57,15 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     out = Path(cfg.output_dir)
     common = dict(dataset=cfg.dataset, data_dir=cfg.data_dir, num_actors=cfg.num_actors, experiment=cfg.experiment)
     started = init_ray()
+    steps = 5 if cfg.serve else 4
     try:
-        print(f"[quickstart] 1/4 encode {cfg.dataset} with {cfg.dense_model} (Ray Data)", flush=True)
+        print(f"[quickstart] 1/{steps} encode {cfg.dataset} with {cfg.dense_model} (Ray Data)", flush=True)
         run_encode(EncodeConfig(model=cfg.dense_model, output_dir=str(out / "encode-dense"), **common))
-        print("[quickstart] 2/4 build Flat and HNSW indexes", flush=True)
+        print(f"[quickstart] 2/{steps} build Flat and HNSW indexes", flush=True)
         for kind in ("flat", "hnsw"):
             run_index(IndexConfig(embeddings=str(out / "encode-dense"), output_dir=str(out / f"index-{kind}"),
                                   faiss=FaissParams(kind=kind), experiment=cfg.experiment))
-        print(f"[quickstart] 3/4 encode {cfg.dataset} with {cfg.sparse_model} and build its inverted index", flush=True)
+        print(f"[quickstart] 3/{steps} encode {cfg.dataset} with {cfg.sparse_model} and build its inverted index", flush=True)
         # all terms kept (sparse_top_k=None): the inverted index then scores exactly like SPLADE
         run_encode(EncodeConfig(model=cfg.sparse_model, output_dir=str(out / "encode-sparse"), batch_size=16,
                                 sparse_top_k=None, **common))
@@ -65,12 +73,56 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
                               experiment=cfg.experiment))
         flat, hnsw, sparse = (f"index:{(out / n).resolve()}" for n in ("index-flat", "index-hnsw", "index-sparse"))
         d, s = cfg.dense_model, cfg.sparse_model
-        print("[quickstart] 4/4 evaluate", flush=True)
-        return run_evaluate(EvaluateConfig(
+        print(f"[quickstart] 4/{steps} evaluate", flush=True)
+        result = run_evaluate(EvaluateConfig(
             dataset=cfg.dataset, split=cfg.split, data_dir=cfg.data_dir, output_dir=str(out / "evaluate"),
             experiment=cfg.experiment, cpus_per_retriever=0.5,
             retrievers=["bm25", f"{d}={flat}", f"{d}+hnsw={hnsw}", f"{s}={sparse}",
                         f"hybrid(bm25,{d})=hybrid(bm25,{flat})", f"rrf(bm25,{d})=rrf(bm25,{flat})"]))
+        if cfg.serve:
+            print(f"[quickstart] 5/{steps} serve the Flat index with Ray Serve", flush=True)
+            result["serve"] = _serve(cfg, out / "index-flat", result)
+        return result
     finally:
+        if cfg.serve:
+            from ray import serve
+
+            if ray.is_initialized():
+                serve.shutdown()
         if started:
             ray.shutdown()
+
+
+def _serve(cfg: QuickstartConfig, index: Path, result: dict) -> dict:
+    """Deploy the Serve app on this Ray, answer one query over HTTP, print a curl line to paste."""
+    import sys
+    import time
+
+    import httpx
+
+    from .serve.config import Auth, ServeConfig
+    from .serve.local import curl_line, start
+
+    # The untrained MiniLM head only stands in for a trained reranker (rayrag train); the
+    # sample query does not use it.
+    scfg = ServeConfig(index=str(index.resolve()), reranker="minilm", allow_untrained_reranker=True,
+                       auth=Auth(api_key_env=None))
+    url = start(scfg, port=cfg.serve_port)
+    hits = httpx.post(f"{url}/search", json={"query": cfg.serve_query, "k": 3}, timeout=60).json()["results"]
+    print(f"\n[quickstart] POST {url}/search {cfg.serve_query!r} ->")
+    for h in hits:
+        print(f"  {h['rank']}. [{h['id']}] ({h['score']:.3f}, {h['stage']}) {h['title'][:90]}")
+    line = curl_line(url, cfg.serve_query, k=3)
+    keep = sys.stdin.isatty() if cfg.keep_serving is None else cfg.keep_serving
+    print(f"\n  {line}\n  API: {url}/docs  (embeddings: {url}/v1/embeddings, rerank: {url}/v1/rerank)", flush=True)
+    if keep:
+        from .eval.report import format_table
+
+        print("\n" + format_table(result))
+        print(f"\n[quickstart] serving on {url} until Ctrl-C", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return {"url": url, "query": cfg.serve_query, "results": [h["id"] for h in hits], "curl": line}
