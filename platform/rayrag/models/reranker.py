@@ -88,6 +88,12 @@ class Reranker:
     def _score_batch(self, query: str, docs: list[str]) -> np.ndarray:
         raise NotImplementedError
 
+    def _cap_length(self) -> None:
+        # Longer inputs would index past the position table.
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if limit:
+            self.max_length = min(self.max_length, int(limit))
+
 
 class CrossEncoderReranker(Reranker):
     kind = "cross"
@@ -103,6 +109,7 @@ class CrossEncoderReranker(Reranker):
             torch.manual_seed(0)
             self.model = AutoModelForSequenceClassification.from_pretrained(self.path, num_labels=1)
         self.model.to(self.device).eval()
+        self._cap_length()
 
     @torch.inference_mode()
     def _score_batch(self, query: str, docs: list[str]) -> np.ndarray:
@@ -122,6 +129,7 @@ class LLMReranker(Reranker):
         self.tokenizer = load_llm_tokenizer(self.path)
         self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32).to(self.device).eval()
         self.yes_id, self.no_id = yes_no_ids(self.tokenizer)
+        self._cap_length()
 
     @torch.inference_mode()
     def _score_batch(self, query: str, docs: list[str]) -> np.ndarray:
