@@ -67,6 +67,7 @@ def train_loop_per_worker(config: dict) -> None:
     log = _mlflow_logger(config.get("mlflow"), rank)
 
     objective = make_objective(cfg)
+    objective.eval_data = data.get("eval")
     module = objective.build(resolve_model(cfg.model).path)
     plan = BatchPlan(len(examples), cfg.batch_size, world, cfg.grad_accum)
     total_steps = min(cfg.max_steps or 10 ** 12, plan.steps_per_epoch * cfg.epochs)

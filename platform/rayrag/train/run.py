@@ -27,7 +27,14 @@ def prepare_data(cfg: TrainConfig) -> dict:
                              need_teacher=cfg.objective in ("kl", "margin_mse"))
     needed = {d for ex in examples for d in (*ex.positives, *ex.negatives[:cfg.negatives_from_top])}
     check_plan(BatchPlan(len(examples), cfg.batch_size, cfg.num_workers, cfg.grad_accum))
-    return {"examples": examples, "text": {d: corpus[d].full_text for d in needed}}
+    data = {"examples": examples, "text": {d: corpus[d].full_text for d in needed}, "eval": None}
+    if cfg.eval.split:
+        # Shipped with the examples: workers (cwd in Ray's session folder, maybe on another node)
+        # need no data folder of their own, and a missing split fails here, before training.
+        from ..data import load_beir
+
+        data["eval"] = load_beir(dataset_dir(cfg.dataset, cfg.data_dir), cfg.eval.split)
+    return data
 
 
 def run_train(cfg: TrainConfig) -> dict:

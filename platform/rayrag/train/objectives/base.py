@@ -24,6 +24,7 @@ class Objective(ABC):
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         self.tokenizer = None
+        self.eval_data = None  # BeirDataset of cfg.eval.split, set by the loop
 
     @abstractmethod
     def build(self, model_path: str) -> torch.nn.Module:

@@ -58,6 +58,6 @@ class CrossEncoderObjective(Objective):
         was_training = module.training
         module.eval()
         try:
-            return rerank_eval(self.cfg, scorer)
+            return rerank_eval(self.cfg, self.eval_data, scorer)
         finally:
             module.train(was_training)

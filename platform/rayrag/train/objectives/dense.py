@@ -110,7 +110,7 @@ class DenseObjective(Objective):
         from .evaluation import eval_split, score_run
 
         cfg = self.cfg
-        ds = eval_split(cfg)
+        ds = eval_split(cfg, self.eval_data)
         was_training = module.training
         module.eval()
         try:

@@ -1,21 +1,17 @@
-"""End-of-epoch evaluation helpers shared by the objectives (rank 0 only)."""
-from __future__ import annotations
+"""End-of-epoch evaluation helpers shared by the objectives (rank 0 only).
 
-import functools
+The evaluation split arrives with the training data (``Objective.eval_data``, loaded and
+checked by the driver), so workers never read the data folder.
+"""
+from __future__ import annotations
 
 from ...data.beir import BeirDataset
 from ..config import TrainConfig
 
 
-@functools.lru_cache(maxsize=2)
-def _load(dataset: str, data_dir: str | None, split: str) -> BeirDataset:
-    from ...data import dataset_dir, load_beir
-
-    return load_beir(dataset_dir(dataset, data_dir), split)
-
-
-def eval_split(cfg: TrainConfig) -> BeirDataset:
-    ds = _load(cfg.dataset, cfg.data_dir, cfg.eval.split)
+def eval_split(cfg: TrainConfig, ds: BeirDataset | None) -> BeirDataset:
+    if ds is None:
+        raise RuntimeError("no evaluation data was shipped to the worker (eval.split is unset)")
     if cfg.eval.max_queries:
         keep = sorted(ds.queries)[: cfg.eval.max_queries]
         ds = BeirDataset(ds.name, ds.split, ds.corpus, {q: ds.queries[q] for q in keep},
@@ -30,21 +26,19 @@ def score_run(cfg: TrainConfig, ds: BeirDataset, run) -> dict[str, float]:
     return {f"eval/{m}": v for m, v in evaluate(ds.qrels, run, metrics).items()}
 
 
-@functools.lru_cache(maxsize=2)
-def _first_stage_run(spec: str, dataset: str, data_dir: str | None, split: str, depth: int, qkey: tuple):
-    from ...search.registry import build_retriever
-
-    ds = _load(dataset, data_dir, split)
-    retriever = build_retriever(spec)
-    retriever.index(ds.corpus)
-    return retriever.search({q: ds.queries[q] for q in qkey}, depth)
+_FIRST_STAGE: dict[tuple, dict] = {}
 
 
-def rerank_eval(cfg: TrainConfig, scorer) -> dict[str, float]:
-    """Re-score ``cfg.eval.first_stage``'s top ``rerank_depth`` (computed once, then cached)."""
+def rerank_eval(cfg: TrainConfig, full: BeirDataset | None, scorer) -> dict[str, float]:
+    """Re-score ``cfg.eval.first_stage``'s top ``rerank_depth`` (retrieved once per worker)."""
     from ...search.rerank import rerank_run
 
-    ds = eval_split(cfg)
-    first = _first_stage_run(cfg.eval.first_stage, cfg.dataset, cfg.data_dir, cfg.eval.split,
-                             cfg.eval.rerank_depth, tuple(sorted(ds.queries)))
-    return score_run(cfg, ds, rerank_run(first, ds.queries, ds.corpus, scorer, cfg.eval.rerank_depth))
+    ds = eval_split(cfg, full)
+    key = (cfg.eval.first_stage, ds.name, ds.split, cfg.eval.rerank_depth, tuple(sorted(ds.queries)))
+    if key not in _FIRST_STAGE:
+        from ...search.registry import build_retriever
+
+        retriever = build_retriever(cfg.eval.first_stage)
+        retriever.index(ds.corpus)
+        _FIRST_STAGE[key] = retriever.search(ds.queries, cfg.eval.rerank_depth)
+    return score_run(cfg, ds, rerank_run(_FIRST_STAGE[key], ds.queries, ds.corpus, scorer, cfg.eval.rerank_depth))

@@ -60,6 +60,6 @@ class LLMRerankerObjective(Objective):
         was_training = module.training
         module.eval()
         try:
-            return rerank_eval(self.cfg, scorer)
+            return rerank_eval(self.cfg, self.eval_data, scorer)
         finally:
             module.train(was_training)
