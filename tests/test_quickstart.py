@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from tests.conftest import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -19,8 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 def test_quickstart_reproduces_published_numbers(tmp_path, data_dir):
     out = tmp_path / "qs"
     env = dict(os.environ, RAYRAG_DATA_DIR=str(data_dir))
-    proc = subprocess.run([sys.executable, "-m", "jobs.quickstart", "--output-dir", str(out)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=1800)
+    port = free_port()
+    proc = subprocess.run([sys.executable, "-m", "jobs.quickstart", "--output-dir", str(out), "keep_serving=false",
+                           f"serve_port={port}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "evaluate" / "result.json").read_text())
     ndcg = {name: m["ndcg@10"] for name, m in result["metrics"].items()}
@@ -31,6 +34,12 @@ def test_quickstart_reproduces_published_numbers(tmp_path, data_dir):
     assert abs(ndcg["minilm+hnsw"] - ndcg["minilm"]) <= 0.005, ndcg
     assert ndcg["hybrid(bm25,minilm)"] > max(ndcg["bm25"], ndcg["minilm"]), ndcg
     assert "minilm+hnsw" in proc.stdout  # the printed table
+    # it ends by serving the Flat index: a sample answer over HTTP and a curl line to paste
+    served = proc.stdout.split("[quickstart] 5/5 serve", 1)[1]
+    assert f"curl -s http://127.0.0.1:{port}/search -H 'Content-Type: application/json' -d " in served
+    corpus_ids = {json.loads(line)["_id"] for line in (data_dir / "scifact" / "corpus.jsonl").open()}
+    answered = [line.split("[", 1)[1].split("]", 1)[0] for line in served.splitlines() if line.startswith("  1. [")]
+    assert len(answered) == 1 and answered[0] in corpus_ids, served[:2000]
 
     run = MlflowClient(result["tracking_uri"]).get_run(result["mlflow_run_id"])
     assert run.data.metrics["bm25/ndcg_at_10"] == pytest.approx(ndcg["bm25"])

@@ -50,7 +50,7 @@ def test_overrides_reach_the_deployments(tmp_path):
     assert set(deps) == {"Ingress", "Retriever"}  # no reranker, no Reranker deployment
     r = deps["Retriever"]
     assert "num_replicas" not in r and r["autoscaling_config"]["max_replicas"] == 4
-    assert r["user_config"] == {"max_batch_size": 1, "batch_wait_timeout_s": 0.002}
+    assert r["user_config"] == {"max_batch_size": 1, "batch_wait_timeout_s": 0.002, "torch_threads": 1}
 
 
 @pytest.mark.parametrize("overrides, message", [

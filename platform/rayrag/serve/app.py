@@ -194,12 +194,13 @@ class Ingress:
 
 def build(cfg: ServeConfig):
     """The Serve application for ``cfg``, with replicas, autoscaling and batching from it."""
-    args = to_dict(absolute_paths(cfg))
-    retriever = Retriever.options(**cfg.retriever.serve_options(), user_config=cfg.retriever.batching()).bind(args)
+    cfg = absolute_paths(cfg)
+    models = cfg.model_args()
+    retriever = Retriever.options(**cfg.retriever.serve_options(), user_config=cfg.retriever.batching()).bind(models)
     reranker = None
     if cfg.reranker:
-        reranker = Reranker.options(**cfg.rerank.serve_options(), user_config=cfg.rerank.batching()).bind(args)
-    return Ingress.options(**cfg.ingress.serve_options()).bind(args, retriever, reranker)
+        reranker = Reranker.options(**cfg.rerank.serve_options(), user_config=cfg.rerank.batching()).bind(models)
+    return Ingress.options(**cfg.ingress.serve_options()).bind(to_dict(cfg), retriever, reranker)
 
 
 def absolute_paths(cfg: ServeConfig) -> ServeConfig:

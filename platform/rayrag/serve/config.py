@@ -78,7 +78,9 @@ class DeploymentParams:
         return out
 
     def batching(self) -> dict:
-        return {"max_batch_size": self.max_batch_size, "batch_wait_timeout_s": self.batch_wait_timeout_s}
+        """The replica's ``user_config``: applied by ``reconfigure``, no restart needed."""
+        return {"max_batch_size": self.max_batch_size, "batch_wait_timeout_s": self.batch_wait_timeout_s,
+                "torch_threads": self.torch_threads}
 
 
 def _ingress_defaults() -> DeploymentParams:
@@ -108,6 +110,16 @@ class ServeConfig:
     ingress: DeploymentParams = field(default_factory=_ingress_defaults)
     retriever: DeploymentParams = field(default_factory=DeploymentParams)
     rerank: DeploymentParams = field(default_factory=lambda: DeploymentParams(max_batch_size=8))
+
+    def model_args(self) -> dict:
+        """What the model replicas are constructed with: without the sizing, batching, limits and
+        auth sections, so changing those (options / user_config) never restarts a replica."""
+        from dataclasses import replace
+
+        from ..config import to_dict
+
+        return to_dict(replace(self, limits=Limits(), auth=Auth(), ingress=_ingress_defaults(),
+                               retriever=DeploymentParams(), rerank=DeploymentParams()))
 
     def validate(self) -> None:
         if not self.index:

@@ -1,10 +1,13 @@
 """The model deployments: retriever (query encoder + index + passages) and reranker.
 
-Loading runs in a background thread, so a replica is up at once and reports "loading" (or
-the last load error, retried every ``load_retry_s``) until the model and index are in memory;
-the ingress turns that into a failing readiness check and 503s. Requests are batched across
-callers with ``@serve.batch``; its size and wait come from the config through ``user_config``
-(``reconfigure``), so ``max_batch_size: 1`` turns batching off without a code change.
+The constructor waits for the first load attempt, so a replica Serve routes traffic to has its
+model and index in memory (a rolling update never sends requests to a half-loaded replica).
+When that attempt fails (an index not there yet, MLflow down), the constructor returns anyway
+and the replica keeps retrying every ``load_retry_s`` while it reports the error: the ingress
+turns that into a failing readiness check and 503s, and the replica recovers by itself.
+Requests are batched across callers with ``@serve.batch``. Batch size, wait and torch threads
+come from ``user_config`` (``reconfigure``), so ``max_batch_size: 1`` turns batching off and
+such a change reaches running replicas without a restart or a reload.
 Inputs are checked before they join a batch: a batch shares one fate, and one bad request
 must not fail the requests batched with it.
 """
@@ -29,7 +32,9 @@ class _Loader:
     def __init__(self, what: str, build: Callable[[], Any], retry_s: float):
         self.what, self.value, self.error = what, None, "loading"
         self._build, self._retry_s = build, retry_s
+        self._first = threading.Event()
         threading.Thread(target=self._run, name=f"load-{what}", daemon=True).start()
+        self._first.wait()
 
     def _run(self) -> None:
         while True:
@@ -42,7 +47,9 @@ class _Loader:
             except Exception as e:  # keep serving "not ready" with the reason; try again later
                 self.error = f"{type(e).__name__}: {e}"
                 log.error("loading %s failed (retrying in %ss): %s", self.what, self._retry_s, self.error)
-                time.sleep(self._retry_s)
+            finally:
+                self._first.set()
+            time.sleep(self._retry_s)
 
     def get(self):
         if self.value is None:
@@ -60,6 +67,7 @@ def _threads(n: int) -> None:
 
 
 def _set_batching(methods, user_config: dict) -> None:
+    _threads(int(user_config.get("torch_threads", 1)))
     for m in methods:
         m.set_max_batch_size(int(user_config.get("max_batch_size", 1)))
         m.set_batch_wait_timeout_s(float(user_config.get("batch_wait_timeout_s", 0.0)))
@@ -71,7 +79,6 @@ class Retriever:
         from .engine import SearchEngine
 
         self.cfg = from_dict(ServeConfig, config)
-        _threads(self.cfg.retriever.torch_threads)
         self.loader = _Loader("retriever", lambda: SearchEngine(self.cfg), self.cfg.load_retry_s)
 
     def reconfigure(self, user_config: dict) -> None:
@@ -125,7 +132,6 @@ class Reranker:
         from .engine import RerankEngine
 
         self.cfg = from_dict(ServeConfig, config)
-        _threads(self.cfg.rerank.torch_threads)
         self.loader = _Loader("reranker", lambda: RerankEngine(self.cfg), self.cfg.load_retry_s)
 
     def reconfigure(self, user_config: dict) -> None:
