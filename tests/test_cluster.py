@@ -125,3 +125,24 @@ def test_submitted_jobs_on_a_two_node_cluster(ray_cluster, mlflow_server, tmp_pa
     manifest = json.loads((enc / "manifest.json").read_text())
     assert manifest["count"] == 400 and len(manifest["shards"]) == 8
     assert MlflowClient(mlflow_server).get_run(manifest["mlflow_run_id"]).data.tags["rayrag.job"] == "encode"
+
+    # train: Ray Train with two workers (1 CPU each), one per node, DeepSpeed ZeRO-2 over gloo
+    from rayrag.data import load_beir
+
+    ds = load_beir(data_dir / "scifact", "train")
+    examples = tmp_path / "examples.jsonl"
+    qids = sorted(ds.queries)[:16]
+    others = sorted(ds.corpus)[:64]
+    examples.write_text("".join(json.dumps({
+        "query_id": q, "query": ds.queries[q], "positives": [{"id": d} for d in ds.qrels[q]],
+        "negatives": [{"id": d} for d in others[i:i + 4] if d not in ds.qrels[q]]}) + "\n" for i, q in enumerate(qids)))
+    train_out = tmp_path / "train"
+    _submit(ray_cluster, runtime_env, "python", "-m", "jobs.train_dense", "--model", str(tiny_bert), "--examples",
+            str(examples), "--output-dir", str(train_out), "--num-workers", "2", "cpus_per_worker=1", "zero_stage=2",
+            "batch_size=2", "group_size=2", "max_steps=3", "doc_max_length=32", "eval.split=null",
+            "register_as=tiny-submitted")
+    trained = json.loads((train_out / "result.json").read_text())
+    assert trained["total_steps"] == 3 and (train_out / "model" / "modules.json").is_file()
+    client = MlflowClient(mlflow_server)
+    assert client.get_run(trained["mlflow_run_id"]).data.tags["rayrag.job"] == "train-infonce"
+    assert client.get_model_version("tiny-submitted", trained["registered_version"]).run_id == trained["mlflow_run_id"]

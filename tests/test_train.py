@@ -72,7 +72,8 @@ def examples(data_dir, tmp_path_factory) -> Path:
 
 def _cfg(tmp_path, model, examples, data_dir, *overrides) -> TrainConfig:
     return load_config(TrainConfig, None, [
-        f"model={model}", f"examples={examples}", f"data_dir={data_dir}", f"output_dir={tmp_path / 'out'}",
+        f"model={model}", f"examples={examples}", f"output_dir={tmp_path / 'out'}",
+        *([f"data_dir={data_dir}"] if data_dir else []),
         "eval.split=null", "query_max_length=16", "doc_max_length=32", "cpus_per_worker=1", "log_every=1",
         *overrides])
 
@@ -181,7 +182,7 @@ def test_resources_are_checked_before_waiting(ray_local, tmp_path, tiny_encoder,
     from rayrag.train import run_train
 
     with pytest.raises(ConfigError, match="do not fit"):
-        run_train(_cfg(tmp_path, tiny_encoder, examples, data_dir, "num_workers=3"))
+        run_train(_cfg(tmp_path, tiny_encoder, examples, data_dir, "num_workers=3", "batch_size=2"))
     with pytest.raises(ConfigError, match="GPU"):
         run_train(_cfg(tmp_path, tiny_encoder, examples, data_dir, "use_gpu=true"))
 
@@ -276,11 +277,15 @@ def test_llm_embedder_with_lora_and_checkpointing(ray_local, tmp_path, tiny_llam
     assert changed  # LoRA updates landed in the merged weights
 
 
-def test_llm_reranker_yes_no(ray_local, tmp_path, tiny_llama, examples, data_dir):
+def test_llm_reranker_yes_no(ray_local, tmp_path, tiny_llama, examples, data_dir, monkeypatch):
     from rayrag.models.reranker import load_reranker
     from rayrag.train import run_train
 
-    cfg = _cfg(tmp_path, tiny_llama, examples, data_dir, "objective=llm_yesno", "lora.enabled=true",
+    # A relative data dir, as in `RAYRAG_DATA_DIR=../shared/datasets`: workers run elsewhere
+    # (Ray's session folder), so evaluation data must come from the driver.
+    monkeypatch.chdir(data_dir.parent)
+    monkeypatch.setenv("RAYRAG_DATA_DIR", data_dir.name)
+    cfg = _cfg(tmp_path, tiny_llama, examples, None, "objective=llm_yesno", "lora.enabled=true",
                "max_steps=2", "batch_size=2", "group_size=2", "doc_max_length=96", "lr=1e-2", "eval.split=test",
                "eval.max_queries=3", "eval.rerank_depth=5")
     result = run_train(cfg)

@@ -128,3 +128,23 @@ def job_run(job: str, config: dict, dataset: str | None = None, experiment: str 
         params = {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in flatten(config).items()}
         mlflow.log_params({k: ("" if v is None else str(v)[:6000]) for k, v in params.items()})
         yield JobRun(run)
+
+
+def register_folder(run_id: str, artifact_path: str, name: str, description: str = "") -> str:
+    """Register a folder already logged as run artifacts as a new version of model ``name``.
+
+    ``mlflow.register_model("runs:/...")`` in MLflow 3 wants a LoggedModel (a flavor's
+    ``log_model``); our models are plain HF / sentence-transformers folders that their own
+    libraries load, so the version points at the artifact folder directly. Returns the version.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri())
+    try:
+        client.create_registered_model(name, description=description or None)
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{artifact_path}"
+    return client.create_model_version(name, source=source, run_id=run_id).version

@@ -84,9 +84,8 @@ def run_train(cfg: TrainConfig) -> dict:
             jr.log_artifact(out / "model", "model")
             version = None
             if cfg.register_as:
-                import mlflow
-
-                version = mlflow.register_model(f"runs:/{jr.run_id}/model", cfg.register_as).version
+                version = tracking.register_folder(jr.run_id, "model", cfg.register_as,
+                                                   f"rayrag {cfg.objective} model trained from {cfg.model}")
             res = {**summary, "model_dir": str(out / "model"), "checkpoint": result.checkpoint.path
                    if result.checkpoint else None, "mlflow_run_id": jr.run_id,
                    "tracking_uri": tracking.tracking_uri(), "registered_model": cfg.register_as,
