@@ -5,7 +5,7 @@ import pytest
 
 from rayrag.cli import build_parser, main
 
-SUBCOMMANDS = [["quickstart"], ["evaluate"], ["encode"], ["index"], ["mine"], ["train-dense"], ["train-reranker"], ["data"], ["data", "download"], ["data", "check"],
+SUBCOMMANDS = [["quickstart"], ["evaluate"], ["encode"], ["index"], ["mine"], ["train-dense"], ["train-reranker"], ["serve"], ["serve", "run"], ["serve", "build"], ["data"], ["data", "download"], ["data", "check"],
                ["models"], ["models", "list"], ["models", "resolve"]]
 
 

@@ -30,8 +30,11 @@ def ray_cluster(tmp_path):
     env.pop("RAY_ADDRESS", None)
     gcs, dash = free_port(), free_port()
     common = ["--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    # Each node's dashboard agent gets a free port: the default (52365) may belong to another
+    # Ray on this machine, and a head without its agent answers "No available agent to submit job".
     head = subprocess.Popen([RAY, "start", "--head", f"--port={gcs}", "--dashboard-host=127.0.0.1",
-                             f"--dashboard-port={dash}", "--include-dashboard=true", *common],
+                             f"--dashboard-port={dash}", "--include-dashboard=true",
+                             f"--dashboard-agent-listen-port={free_port()}", *common],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     procs = [head]
     try:
@@ -39,7 +42,8 @@ def ray_cluster(tmp_path):
                       headers={"Authorization": f"Bearer {env['RAY_AUTH_TOKEN']}"})
         log = open(tmp_path / "worker.log", "w")
         worker = subprocess.Popen([sys.executable, str(REPO / "tests" / "ray_worker_node.py"), "start",
-                                   f"--address=127.0.0.1:{gcs}", *common],
+                                   f"--address=127.0.0.1:{gcs}", f"--dashboard-agent-listen-port={free_port()}",
+                                   *common],
                                   env=env, stdout=log, stderr=subprocess.STDOUT)
         procs.append(worker)
         deadline = time.time() + 60
@@ -81,7 +85,14 @@ def _submit(cluster, runtime_env: dict, *entrypoint: str, timeout: float = 600) 
     """`ray job submit --no-wait`, then poll `ray job status` until the job ends."""
     base = [RAY, "job", "submit", "--address", cluster["dashboard"], "--working-dir", str(REPO),
             "--runtime-env-json", json.dumps(runtime_env), "--no-wait", "--"]
-    out = subprocess.run(base + list(entrypoint), env=cluster["env"], capture_output=True, text=True, cwd=REPO)
+    deadline = time.time() + 120
+    while True:
+        out = subprocess.run(base + list(entrypoint), env=cluster["env"], capture_output=True, text=True, cwd=REPO)
+        # A loaded machine can start the head's job agent after the dashboard answers; Ray says
+        # "No available agent to submit job, please try again later".
+        if out.returncode == 0 or "No available agent" not in out.stderr or time.time() > deadline:
+            break
+        time.sleep(3)
     assert out.returncode == 0, out.stderr[-2000:]
     job_id = next(w.strip("'") for w in out.stdout.split() if w.strip("'").startswith("raysubmit_"))
     deadline = time.time() + timeout

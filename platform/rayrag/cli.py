@@ -255,7 +255,7 @@ def _cmd_models_resolve(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rayrag", description="Retrieval for RAG on Ray.")
     sub = p.add_subparsers(dest="command", required=True,
-                           metavar="{quickstart,evaluate,encode,index,mine,train-dense,train-reranker,data,models}")
+                           metavar="{quickstart,evaluate,encode,index,mine,train-dense,train-reranker,serve,data,models}")
     _quickstart_parser(sub)
     _evaluate_parser(sub)
     _encode_parser(sub)
@@ -263,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     _mine_parser(sub)
     _train_parser(sub, "train-dense")
     _train_parser(sub, "train-reranker")
+    from .serve.cli import register as _serve_parser  # lazy inside: Ray Serve is imported only when run
+
+    _serve_parser(sub)
     _data_parser(sub)
     _models_parser(sub)
     return p
