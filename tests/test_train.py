@@ -244,8 +244,7 @@ def test_train_reranker_job_exports_a_cross_encoder_and_registers_it(tmp_path, t
 def test_train_dense_job_rejects_a_reranker_objective(tmp_path, tiny_encoder, examples):
     from rayrag.cli import main
 
-    assert main(["train-dense", "--model", str(tiny_encoder), "--examples", str(examples), "--objective",
-                 "infonce", "objective=lce"]) == 2
+    assert main(["train-dense", "--model", str(tiny_encoder), "--examples", str(examples), "objective=lce"]) == 2
 
 
 def test_llm_embedder_with_lora_and_checkpointing(ray_local, tmp_path, tiny_llama, examples, data_dir):
