@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rayrag.config import from_dict
 from rayrag.errors import ConfigError, DataError, ModelNotFoundError
 from rayrag.serve.config import ServeConfig
 from tests.serve_fixtures import make_corpus, make_index
