@@ -78,52 +78,21 @@ def _cfg(tmp_path, model, examples, data_dir, *overrides) -> TrainConfig:
         *overrides])
 
 
-def _reference_losses(cfg: TrainConfig, examples_path: Path, steps: int):
-    """Plain single-process PyTorch: the global batch of every step, no DeepSpeed, no Ray."""
-    from rayrag.assets import resolve_model
-    from rayrag.train.engine import make_optimizer
-    from rayrag.train.examples import BatchPlan, make_group
-    from rayrag.train.objectives import make_objective
-    from rayrag.train.run import prepare_data
-
-    data = prepare_data(cfg)
-    exs, text = data["examples"], data["text"]
-    torch.manual_seed(cfg.seed)
-    objective = make_objective(cfg)
-    module = objective.build(resolve_model(cfg.model).path)
-    module.train()
-    optimizer, scheduler = make_optimizer(module, cfg, steps)
-    plan = BatchPlan(len(exs), cfg.batch_size * cfg.num_workers, 1, 1)
-    order = plan.order(cfg.seed, 0)
-    losses = []
-    for micro in range(steps):
-        groups = [make_group(exs[i], int(i), 0, cfg.seed, cfg.group_size, cfg.negatives_from_top, text)
-                  for i in plan.indices(order, micro, 0)]
-        loss = objective.loss(module, objective.collate(groups))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], cfg.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad()
-        losses.append(loss.item())
-    return losses, module
-
-
 def test_two_worker_zero2_matches_single_process(ray_local, tmp_path, tiny_encoder, examples, data_dir):
     from safetensors.torch import load_file
 
     from rayrag.train import run_train
+    from rayrag.train.reference import plain_pytorch_run
 
     cfg = _cfg(tmp_path, tiny_encoder, examples, data_dir, "num_workers=2", "zero_stage=2", "batch_size=4",
                "group_size=3", "max_steps=3", "lr=1e-3", "warmup_ratio=0.3")
     result = run_train(cfg)
     history = json.loads((tmp_path / "out" / "loss_history.json").read_text())
-    ref_losses, ref_module = _reference_losses(cfg, examples, 3)
+    reference = plain_pytorch_run(cfg, 3)
     assert len(history["losses"]) == 3
-    np.testing.assert_allclose(history["losses"], ref_losses, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(history["losses"], reference.losses, rtol=1e-4, atol=1e-5)
     trained = load_file(str(Path(result["model_dir"]) / "model.safetensors"))
-    ref = ref_module.backbone.state_dict()
-    moved = 0.0
+    ref = reference.module.backbone.state_dict()
     for name, value in trained.items():
         np.testing.assert_allclose(value.numpy(), ref[name].numpy(), atol=2e-5, err_msg=name)
     initial = load_file(str(tiny_encoder / "model.safetensors"))
@@ -247,11 +216,12 @@ def test_train_dense_job_rejects_a_reranker_objective(tmp_path, tiny_encoder, ex
     assert main(["train-dense", "--model", str(tiny_encoder), "--examples", str(examples), "objective=lce"]) == 2
 
 
-def test_llm_embedder_with_lora_and_checkpointing(ray_local, tmp_path_factory, tiny_llama, examples, data_dir):
+def test_llm_embedder_with_lora_and_checkpointing(ray_local, tmp_path, tiny_llama, examples, data_dir):
+    from sentence_transformers import SentenceTransformer
+
     from rayrag.models.dense import DenseEncoder
     from rayrag.train import run_train
 
-    tmp_path = tmp_path_factory.mktemp("llm-embedder")  # kept for the export test below
     prefix = "Retrieve the abstract for this claim: "
     cfg = _cfg(tmp_path, tiny_llama, examples, data_dir, "pooling=last", f"query_prefix={prefix!r}",
                "lora.enabled=true", "lora.target_modules=[q_proj,v_proj]", "gradient_checkpointing=true",
@@ -269,26 +239,12 @@ def test_llm_embedder_with_lora_and_checkpointing(ray_local, tmp_path_factory, t
     # LlamaModel keys (the embedder) vs LlamaForCausalLM keys (the base folder): "model." apart
     changed = [k for k in trained if "q_proj" in k and not torch.equal(trained[k], base["model." + k])]
     assert changed  # LoRA updates landed in the merged weights
-    _LLM_EXPORT["dir"] = model_dir
-
-
-_LLM_EXPORT: dict = {}
-
-
-@pytest.mark.xfail(strict=True, reason="known defect (issue #4 note): sentence-transformers' last-token "
-                                      "pooling of the exported LLM embedder differs from DenseEncoder's")
-def test_llm_embedder_export_matches_sentence_transformers():
-    from sentence_transformers import SentenceTransformer
-
-    from rayrag.models.dense import DenseEncoder
-
-    if "dir" not in _LLM_EXPORT:
-        pytest.skip("needs test_llm_embedder_with_lora_and_checkpointing's export")
-    model_dir = _LLM_EXPORT["dir"]
+    # sentence-transformers reproduces the embeddings, query prompt included (text modality only:
+    # SmolLM2's chat template must not wrap the inputs)
     st = SentenceTransformer(model_dir, device="cpu")
     texts = ["does aspirin reduce stroke risk", "a much longer claim about protein folding in yeast cells"]
-    np.testing.assert_allclose(st.encode(texts, prompt_name="query"),
-                               DenseEncoder(model_dir).encode_queries(texts, progress=False), atol=1e-5)
+    np.testing.assert_allclose(st.encode(texts, prompt_name="query"), enc.encode_queries(texts, progress=False),
+                               atol=1e-5)
 
 
 def test_llm_reranker_yes_no(ray_local, tmp_path, tiny_llama, examples, data_dir, monkeypatch):

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ...losses import infonce, kl_listwise, margin_mse
 from ...models.dense import POOLINGS, pool
 from ..examples import Group
-from .base import Objective, apply_lora, enable_checkpointing, unwrap_peft
+from .base import Objective, apply_lora, enable_checkpointing, eval_mode, unwrap_peft
 
 ST_POOLING = {"mean": "mean", "cls": "cls", "last": "lasttoken"}
 
@@ -97,7 +97,10 @@ class DenseObjective(Objective):
         self.tokenizer.save_pretrained(folder)
         # The sentence-transformers files (modules.json, pooling, prompts) come from the library
         # itself, so SentenceTransformer(folder) reproduces our embeddings exactly.
-        t = Transformer(str(folder), max_seq_length=self.cfg.max_length)
+        # Text modality only: with a chat template in the tokenizer (LLM embedders) sentence-
+        # transformers would otherwise wrap inputs in it, which training never did.
+        t = Transformer(str(folder), max_seq_length=self.cfg.max_length, module_output_name="token_embeddings",
+                        modality_config={"text": {"method": "forward", "method_output_name": "last_hidden_state"}})
         if self.pooling == "last":
             t.tokenizer.padding_side = "right"
         p = Pooling(t.get_embedding_dimension(), pooling_mode=ST_POOLING[self.pooling])
@@ -111,16 +114,11 @@ class DenseObjective(Objective):
 
         cfg = self.cfg
         ds = eval_split(cfg, self.eval_data)
-        was_training = module.training
-        module.eval()
-        try:
-            doc_ids = list(ds.corpus)
+        doc_ids, qids = list(ds.corpus), list(ds.queries)
+        with eval_mode(module):
             docs = self._encode(module, [cfg.doc_prefix + ds.corpus[i].full_text for i in doc_ids],
                                 cfg.max_length, device)
-            qids = list(ds.queries)
             qs = self._encode(module, [cfg.query_prefix + ds.queries[i] for i in qids], cfg.query_max_length, device)
-        finally:
-            module.train(was_training)
         idx, vals = top_k_rows(qs @ docs.T, 100)
         run = {q: [(doc_ids[j], float(s)) for j, s in zip(idx[r], vals[r])] for r, q in enumerate(qids)}
         return score_run(cfg, ds, run)
