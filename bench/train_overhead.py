@@ -15,46 +15,10 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def plain_loop(cfg, steps: int) -> list[float]:
-    import torch
-
-    from rayrag.assets import resolve_model
-    from rayrag.train.engine import make_optimizer
-    from rayrag.train.examples import BatchPlan, make_group
-    from rayrag.train.objectives import make_objective
-    from rayrag.train.run import prepare_data
-
-    torch.set_num_threads(int(cfg.cpus_per_worker))
-    data = prepare_data(cfg)
-    exs, text = data["examples"], data["text"]
-    torch.manual_seed(cfg.seed)
-    objective = make_objective(cfg)
-    module = objective.build(resolve_model(cfg.model).path)
-    module.train()
-    optimizer, scheduler = make_optimizer(module, cfg, steps)
-    plan = BatchPlan(len(exs), cfg.batch_size, 1, 1)
-    order = plan.order(cfg.seed, 0)
-    times = []
-    for micro in range(steps):
-        t0 = time.perf_counter()
-        groups = [make_group(exs[i], int(i), 0, cfg.seed, cfg.group_size, cfg.negatives_from_top, text)
-                  for i in plan.indices(order, micro, 0)]
-        loss = objective.loss(module, objective.collate(groups))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], cfg.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad()
-        loss.item()
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 def main() -> int:
@@ -80,7 +44,12 @@ def main() -> int:
         f"zero_stage={args.zero_stage}", f"cpus_per_worker={args.cpus}", "num_workers=1", "eval.split=null",
         f"log_every={args.steps}"])
     samples = cfg.batch_size  # queries per optimizer step (each with group_size documents)
-    plain = plain_loop(cfg, args.steps)[args.warmup:]
+    import torch
+
+    from rayrag.train.reference import plain_pytorch_run
+
+    torch.set_num_threads(args.cpus)  # as many threads as the Ray worker gets
+    plain = plain_pytorch_run(cfg, args.steps).step_seconds[args.warmup:]
     run_train(cfg)
     ray_steps = json.loads((out / "loss_history.json").read_text())["step_seconds"][args.warmup:]
     p, r = statistics.mean(plain) / samples, statistics.mean(ray_steps) / samples

@@ -30,7 +30,7 @@ def _ex(q="what is x", pos=("d1",), neg=("d2", "d3"), teacher=False):
 
 
 @pytest.mark.parametrize("line, message", [
-    ("{not json", "not valid JSON"),
+    ("{not json", "malformed JSON"),
     ('["a"]', "expected a JSON object"),
     (_ex(q="  "), "'query' must be a non-empty string"),
     (_ex(pos=()), "no positives"),

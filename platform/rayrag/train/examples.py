@@ -7,12 +7,12 @@ seen without the failure, and a W-worker run sees, per micro-batch, the same glo
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..data.jsonl import read_jsonl
 from ..errors import DataError
 
 
@@ -40,37 +40,28 @@ def load_examples(path: str | Path, corpus_ids: set[str], need_negatives: bool,
     if not path.is_file():
         raise DataError(f"training examples not found: {path} (run `rayrag mine` first)")
     out: list[Example] = []
-    with path.open() as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{where}: expected a JSON object")
-            query = obj.get("query")
-            if not isinstance(query, str) or not query.strip():
-                raise DataError(f"{where}: 'query' must be a non-empty string")
-            pos, neg = _docs(obj, "positives", where), _docs(obj, "negatives", where)
-            if not pos:
-                raise DataError(f"{where}: no positives")
-            for d in (*pos, *neg):
-                if d["id"] not in corpus_ids:
-                    raise DataError(f"{where}: document {d['id']!r} is not in the corpus")
-            teacher = None
-            if need_teacher:
-                missing = [d["id"] for d in (*pos, *neg) if not isinstance(d.get("teacher_score"), (int, float))]
-                if missing:
-                    raise DataError(f"{where}: no teacher_score for {missing[:3]}; mine with a teacher "
-                                    f"(rayrag mine teacher=...) for distillation objectives")
-                teacher = {d["id"]: float(d["teacher_score"]) for d in (*pos, *neg)}
-            if need_negatives and not neg:
-                continue  # nothing to contrast with; counted by the caller
-            out.append(Example(str(obj.get("query_id", lineno)), query, tuple(d["id"] for d in pos),
-                               tuple(d["id"] for d in neg), teacher))
+    for lineno, obj in read_jsonl(path):
+        where = f"{path}:{lineno}"
+        query = obj.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise DataError(f"{where}: 'query' must be a non-empty string")
+        pos, neg = _docs(obj, "positives", where), _docs(obj, "negatives", where)
+        if not pos:
+            raise DataError(f"{where}: no positives")
+        for d in (*pos, *neg):
+            if d["id"] not in corpus_ids:
+                raise DataError(f"{where}: document {d['id']!r} is not in the corpus")
+        teacher = None
+        if need_teacher:
+            missing = [d["id"] for d in (*pos, *neg) if not isinstance(d.get("teacher_score"), (int, float))]
+            if missing:
+                raise DataError(f"{where}: no teacher_score for {missing[:3]}; mine with a teacher "
+                                f"(rayrag mine teacher=...) for distillation objectives")
+            teacher = {d["id"]: float(d["teacher_score"]) for d in (*pos, *neg)}
+        if need_negatives and not neg:
+            continue  # no negative to contrast with: skipped
+        out.append(Example(str(obj.get("query_id", lineno)), query, tuple(d["id"] for d in pos),
+                           tuple(d["id"] for d in neg), teacher))
     if not out:
         raise DataError(f"{path}: no usable training examples")
     return out

@@ -19,22 +19,21 @@ from .examples import BatchPlan, check_plan, load_examples
 
 
 def prepare_data(cfg: TrainConfig) -> dict:
-    from ..data import dataset_dir
+    from ..data import dataset_dir, load_beir
     from ..data.beir import load_corpus
 
-    corpus = load_corpus(dataset_dir(cfg.dataset, cfg.data_dir) / "corpus.jsonl")
+    folder = dataset_dir(cfg.dataset, cfg.data_dir)
+    evaluation = None
+    if cfg.eval.split:
+        # Shipped with the examples: workers (cwd in Ray's session folder, maybe on another node)
+        # need no data folder of their own, and a missing split fails here, before training.
+        evaluation = load_beir(folder, cfg.eval.split)
+    corpus = evaluation.corpus if evaluation else load_corpus(folder / "corpus.jsonl")
     examples = load_examples(cfg.examples, set(corpus), need_negatives=cfg.group_size > 1,
                              need_teacher=cfg.objective in ("kl", "margin_mse"))
     needed = {d for ex in examples for d in (*ex.positives, *ex.negatives[:cfg.negatives_from_top])}
     check_plan(BatchPlan(len(examples), cfg.batch_size, cfg.num_workers, cfg.grad_accum))
-    data = {"examples": examples, "text": {d: corpus[d].full_text for d in needed}, "eval": None}
-    if cfg.eval.split:
-        # Shipped with the examples: workers (cwd in Ray's session folder, maybe on another node)
-        # need no data folder of their own, and a missing split fails here, before training.
-        from ..data import load_beir
-
-        data["eval"] = load_beir(dataset_dir(cfg.dataset, cfg.data_dir), cfg.eval.split)
-    return data
+    return {"examples": examples, "text": {d: corpus[d].full_text for d in needed}, "eval": evaluation}
 
 
 def run_train(cfg: TrainConfig) -> dict:

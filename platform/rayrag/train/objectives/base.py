@@ -7,6 +7,7 @@ and tracking stay the same.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -14,6 +15,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from ..config import TrainConfig
@@ -59,6 +61,41 @@ class Objective(ABC):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return dest
+
+
+@contextlib.contextmanager
+def eval_mode(module: torch.nn.Module):
+    """Evaluate mid-training: dropout off inside, the module's previous mode restored after."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+class RerankerObjective(Objective):
+    """Rerankers evaluate alike: re-score the first stage's top documents, chunk by chunk."""
+
+    eval_batch_size = 32
+
+    @abstractmethod
+    def score_batch(self, module: torch.nn.Module, query: str, docs: list[str], device) -> np.ndarray:
+        """[len(docs)] scores of one query's documents, inference mode."""
+
+    @torch.no_grad()
+    def evaluate(self, module: torch.nn.Module, device: torch.device) -> dict[str, float]:
+        from .evaluation import rerank_eval
+
+        n = self.eval_batch_size
+
+        def scorer(query: str, docs) -> np.ndarray:
+            docs = list(docs)
+            parts = [self.score_batch(module, query, docs[s:s + n], device) for s in range(0, len(docs), n)]
+            return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+        with eval_mode(module):
+            return rerank_eval(self.cfg, self.eval_data, scorer)
 
 
 def unwrap_peft(module: torch.nn.Module) -> torch.nn.Module:

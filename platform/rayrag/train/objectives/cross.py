@@ -15,10 +15,10 @@ import torch
 from ...losses import localized_contrastive
 from ...models.reranker import write_meta
 from ..examples import Group
-from .base import Objective, enable_checkpointing
+from .base import RerankerObjective, enable_checkpointing
 
 
-class CrossEncoderObjective(Objective):
+class CrossEncoderObjective(RerankerObjective):
     def build(self, model_path: str) -> torch.nn.Module:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -43,21 +43,6 @@ class CrossEncoderObjective(Objective):
         self.tokenizer.save_pretrained(folder)
         write_meta(folder, "cross", self.cfg.max_length)
 
-    @torch.no_grad()
-    def evaluate(self, module: torch.nn.Module, device: torch.device) -> dict[str, float]:
-        from .evaluation import rerank_eval
-
-        def scorer(query: str, docs) -> np.ndarray:
-            out = []
-            for s in range(0, len(docs), 32):
-                enc = {k: v.to(device) for k, v in self._pairs([query] * len(docs[s:s + 32]), list(docs[s:s + 32]),
-                                                                 self.cfg.max_length).items()}
-                out.append(module(**enc).logits[:, 0].float().cpu().numpy())
-            return np.concatenate(out) if out else np.zeros(0, np.float32)
-
-        was_training = module.training
-        module.eval()
-        try:
-            return rerank_eval(self.cfg, self.eval_data, scorer)
-        finally:
-            module.train(was_training)
+    def score_batch(self, module: torch.nn.Module, query: str, docs: list[str], device) -> np.ndarray:
+        enc = {k: v.to(device) for k, v in self._pairs([query] * len(docs), docs, self.cfg.max_length).items()}
+        return module(**enc).logits[:, 0].float().cpu().numpy()  # [B]

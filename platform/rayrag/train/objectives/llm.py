@@ -10,10 +10,12 @@ import torch
 from ...losses import yes_no_sft
 from ...models.reranker import LLM_PROMPT, llm_pair_inputs, load_llm_tokenizer, write_meta, yes_no_ids
 from ..examples import Group
-from .base import Objective, apply_lora, enable_checkpointing, unwrap_peft
+from .base import RerankerObjective, apply_lora, enable_checkpointing, unwrap_peft
 
 
-class LLMRerankerObjective(Objective):
+class LLMRerankerObjective(RerankerObjective):
+    eval_batch_size = 16
+
     def build(self, model_path: str) -> torch.nn.Module:
         from transformers import AutoModelForCausalLM
 
@@ -44,22 +46,7 @@ class LLMRerankerObjective(Objective):
         self.tokenizer.save_pretrained(folder)
         write_meta(folder, "llm", self.cfg.max_length, prompt=LLM_PROMPT)
 
-    @torch.no_grad()
-    def evaluate(self, module: torch.nn.Module, device: torch.device) -> dict[str, float]:
-        from .evaluation import rerank_eval
-
-        def scorer(query: str, docs) -> np.ndarray:
-            out = []
-            for s in range(0, len(docs), 16):
-                chunk = list(docs[s:s + 16])
-                enc = {k: v.to(device) for k, v in self._inputs([query] * len(chunk), chunk, self.cfg.max_length).items()}
-                logits = self._last_logits(module, enc)
-                out.append((logits[:, self.yes_id] - logits[:, self.no_id]).float().cpu().numpy())
-            return np.concatenate(out) if out else np.zeros(0, np.float32)
-
-        was_training = module.training
-        module.eval()
-        try:
-            return rerank_eval(self.cfg, self.eval_data, scorer)
-        finally:
-            module.train(was_training)
+    def score_batch(self, module: torch.nn.Module, query: str, docs: list[str], device) -> np.ndarray:
+        enc = {k: v.to(device) for k, v in self._inputs([query] * len(docs), docs, self.cfg.max_length).items()}
+        logits = self._last_logits(module, enc)  # [B, V]
+        return (logits[:, self.yes_id] - logits[:, self.no_id]).float().cpu().numpy()
