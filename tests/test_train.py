@@ -242,6 +242,7 @@ def test_llm_embedder_with_lora_and_checkpointing(ray_local, tmp_path, tiny_llam
     # sentence-transformers reproduces the embeddings, query prompt included (text modality only:
     # SmolLM2's chat template must not wrap the inputs)
     st = SentenceTransformer(model_dir, device="cpu")
+    assert enc.max_length == st.max_seq_length == cfg.max_length  # both truncate where training evaluated
     texts = ["does aspirin reduce stroke risk", "a much longer claim about protein folding in yeast cells"]
     np.testing.assert_allclose(st.encode(texts, prompt_name="query"), enc.encode_queries(texts, progress=False),
                                atol=1e-5)

@@ -60,9 +60,14 @@ def model_prompts(path: str) -> dict[str, str]:
 
 
 def _st_max_length(path: str) -> int | None:
-    cfg = Path(path) / "sentence_bert_config.json"
-    if cfg.is_file():
-        return json.loads(cfg.read_text()).get("max_seq_length")
+    """The truncation length sentence-transformers applies to a folder: ``max_seq_length`` in
+    ``sentence_bert_config.json`` or, where that is absent (sentence-transformers 6 writes it to
+    the tokenizer instead), the tokenizer's ``model_max_length`` when it is a real limit."""
+    for name, key in (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length")):
+        cfg = Path(path) / name
+        value = json.loads(cfg.read_text()).get(key) if cfg.is_file() else None
+        if isinstance(value, int) and 0 < value < 1_000_000:  # HF writes ~1e30 for "no limit"
+            return value
     return None
 
 
