@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 
@@ -97,10 +98,12 @@ def test_rerank_reorders_the_top_by_the_rerankers_scores(tmp_path, data_dir, tin
     out = tmp_path / "out"
     cfg = load_config(EvaluateConfig, None, [f"data_dir={data_dir}", f"output_dir={out}", "retrievers=[bm25]",
                                              f"rerank={tiny_bert}", "rerank_depth=5", "num_cpus=2",
-                                             "cpus_per_retriever=2"])
+                                             "cpus_per_retriever=2", "rerank_interpolate=[0.5]"])
     result = run_evaluate(cfg)
-    assert list(result["metrics"]) == ["bm25", "bm25>>rerank"]
+    assert list(result["metrics"]) == ["bm25", "bm25>>rerank", "bm25>>rerank+first@0.5"]
     first, reranked = read_run(out / "runs" / "bm25.trec"), read_run(out / "runs" / "bm25__rerank.trec")
+    [both_file] = set((out / "runs").glob("*.trec")) - {out / "runs" / "bm25.trec", out / "runs" / "bm25__rerank.trec"}
+    both = read_run(both_file)
     # below the reranked depth nothing moves, so recall@100 is the first stage's
     assert result["metrics"]["bm25>>rerank"]["recall@100"] == pytest.approx(result["metrics"]["bm25"]["recall@100"])
     ds = load_beir(data_dir / "scifact", "test")
@@ -111,7 +114,13 @@ def test_rerank_reorders_the_top_by_the_rerankers_scores(tmp_path, data_dir, tin
         expected = [d for _, d in sorted(zip(-scores, head))]
         assert [d for d, _ in reranked[qid][:5]] == expected
         assert [d for d, _ in reranked[qid][5:]] == [d for d, _ in first[qid][5:]]
-    assert result["reranker"] == {"model": str(tiny_bert), "depth": 5}
+        # the interpolated row: half min-max(reranker) + half min-max(BM25) over the same top 5
+        norm = lambda v: (v - v.min()) / (v.max() - v.min())  # noqa: E731
+        fused = 0.5 * norm(scores.astype(float)) + 0.5 * norm(np.array([s for _, s in first[qid][:5]]))
+        expected = [d for _, d in sorted(zip(-fused, head))]
+        assert [d for d, _ in both[qid][:5]] == expected
+        assert [d for d, _ in both[qid][5:]] == [d for d, _ in first[qid][5:]]
+    assert result["reranker"] == {"model": str(tiny_bert), "depth": 5, "interpolate": [0.5]}
 
 
 def test_bad_rerank_settings_fail_before_ray(tmp_path):
@@ -123,3 +132,7 @@ def test_bad_rerank_settings_fail_before_ray(tmp_path):
         load_config(EvaluateConfig, None, ["rerank=minilm", "rerank_depth=0"])
     with pytest.raises(ConfigError, match="give a reranker model"):
         load_config(EvaluateConfig, None, ["rerank=' '"])
+    with pytest.raises(ConfigError, match="weights must be in"):
+        load_config(EvaluateConfig, None, ["rerank=minilm", "rerank_interpolate=[1.5]"])
+    with pytest.raises(ConfigError, match="needs a reranker"):
+        load_config(EvaluateConfig, None, ["rerank_interpolate=[0.5]"])

@@ -25,6 +25,9 @@ class EvaluateConfig:
     rerank: str | None = None  # reranker model (folder, run artifact, built-in): adds "<label>>>rerank" rows
     rerank_depth: int = 100  # first-stage documents the reranker re-scores
     rerank_batch_size: int = 32
+    # each w adds "<label>>>rerank+first@w": w * reranker + (1 - w) * first stage, both min-max
+    # normalised per query over the reranked top (search.rerank.interpolate); one reranker pass
+    rerank_interpolate: list[float] = field(default_factory=list)
     experiment: str = "rayrag"
     options: RetrieverOptions = field(default_factory=RetrieverOptions)
 
@@ -49,6 +52,10 @@ class EvaluateConfig:
                 raise ConfigError(f"metrics: {m} needs depth >= {k}, but depth is {self.depth}")
         if self.rerank_depth < 1 or self.rerank_batch_size < 1:
             raise ConfigError("rerank_depth and rerank_batch_size must be >= 1")
+        if any(not 0 < w < 1 for w in self.rerank_interpolate):
+            raise ConfigError(f"rerank_interpolate: weights must be in (0, 1), got {self.rerank_interpolate}")
+        if self.rerank_interpolate and not self.rerank:
+            raise ConfigError("rerank_interpolate needs a reranker (rerank)")
         if self.rerank is not None and not self.rerank.strip():
             raise ConfigError("rerank: give a reranker model (folder or name), or leave it unset")
         if self.cpus_per_retriever <= 0:

@@ -39,15 +39,21 @@ def _retrieve(label: str, spec: str, options: RetrieverOptions, corpus: dict, qu
     out = {label: (run, {"index_s": t1 - t0, "search_s": t2 - t1})}
     if rerank:
         from ..models.reranker import load_reranker
-        from ..search.rerank import rerank_run
+        from ..search.rerank import interpolate, rerank_run
 
         reranker = load_reranker(rerank["model"], batch_size=rerank["batch_size"])
         reranked = rerank_run(run, queries, corpus, reranker.score, rerank["depth"])
         out[f"{label}{RERANK_SUFFIX}"] = (reranked, {"rerank_s": time.perf_counter() - t2})
+        for w in rerank["interpolate"]:
+            out[interpolated_label(label, w)] = (interpolate(run, reranked, rerank["depth"], w), {})
     return out
 
 
 RERANK_SUFFIX = ">>rerank"
+
+
+def interpolated_label(label: str, weight: float) -> str:
+    return f"{label}{RERANK_SUFFIX}+first@{weight:g}"
 
 
 def _check_indexes(spec: Spec) -> None:
@@ -85,14 +91,15 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
         remote = ray.remote(_retrieve)
         corpus_ref, queries_ref = ray.put(dataset.corpus), ray.put(dataset.queries)
         threads = max(1, int(round(cfg.cpus_per_retriever)))
-        rerank = {"model": cfg.rerank, "depth": cfg.rerank_depth, "batch_size": cfg.rerank_batch_size} \
-            if cfg.rerank else None
+        rerank = {"model": cfg.rerank, "depth": cfg.rerank_depth, "batch_size": cfg.rerank_batch_size,
+                  "interpolate": list(cfg.rerank_interpolate)} if cfg.rerank else None
         pending = {
             remote.options(num_cpus=cfg.cpus_per_retriever, name=f"retrieve:{label}").remote(
                 label, spec, cfg.options, corpus_ref, queries_ref, cfg.depth, threads, rerank): label
             for label, spec in entries
         }
-        labels = [lab for lab, _ in entries for lab in ([lab, lab + RERANK_SUFFIX] if rerank else [lab])]
+        labels = [lab for lab, _ in entries for lab in ([lab, lab + RERANK_SUFFIX] + [
+            interpolated_label(lab, w) for w in cfg.rerank_interpolate] if rerank else [lab])]
         curve_ks = [k for k in (1, 3, 5, 10, 20, 50, 100, 200, 500, 1000) if k <= cfg.depth]
         metrics: dict[str, dict[str, float]] = {}
         curves: dict[str, dict[int, float]] = {}
@@ -117,7 +124,8 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
                 "split": cfg.split,
                 "metrics": {label: metrics[label] for label in labels},
                 "retrievers": {label: spec for label, spec in entries},
-                "reranker": {"model": cfg.rerank, "depth": cfg.rerank_depth} if cfg.rerank else None,
+                "reranker": {"model": cfg.rerank, "depth": cfg.rerank_depth,
+                             "interpolate": list(cfg.rerank_interpolate)} if cfg.rerank else None,
                 "num_queries": len(dataset.queries),
                 "num_docs": len(dataset.corpus),
                 "timings_s": {label: timings[label] for label in labels},

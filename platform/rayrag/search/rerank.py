@@ -7,6 +7,7 @@ from tqdm.auto import tqdm
 
 from ..data.beir import Document
 from .base import Retriever, Run
+from .fusion import weighted_sum
 
 # (query, document texts) -> scores, higher is better
 Scorer = Callable[[str, Sequence[str]], Sequence[float]]
@@ -18,15 +19,30 @@ def rerank_run(run: Run, queries: Mapping[str, str], corpus: Mapping[str, Docume
     after them, so recall at the run's full depth is unchanged."""
     out: Run = {}
     for qid in tqdm(list(run), desc="rerank", unit="query", disable=not progress, mininterval=10):
-        ranked = run[qid]
-        head, tail = ranked[:depth], ranked[depth:]
+        head = run[qid][:depth]
         scores = scorer(queries[qid], [corpus[d].full_text for d, _ in head])
         rescored = sorted(zip((d for d, _ in head), map(float, scores)), key=lambda x: (-x[1], x[0]))
-        if tail:  # keep the tail strictly below every re-scored document
-            floor = min(s for _, s in rescored) if rescored else 0.0
-            tail = [(d, floor - 1.0 - i) for i, (d, _) in enumerate(tail)]
-        out[qid] = rescored + tail
+        out[qid] = _with_tail(rescored, run[qid][depth:])
     return out
+
+
+def interpolate(first: Run, reranked: Run, depth: int, weight: float) -> Run:
+    """``weight * minmax(reranker) + (1 - weight) * minmax(first stage)`` over each query's top
+    ``depth`` (``reranked`` from :func:`rerank_run` on ``first``); the tail stays as in
+    :func:`rerank_run`. Interpolating the two stages is the usual remedy when a reranker trained
+    on little data is not better than its first stage everywhere (e.g. Wang, Zhuang & Zuccon,
+    "BERT-based Dense Retrievers Require Interpolation with BM25", ICTIR 2021)."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"interpolation weight must be in [0, 1], got {weight}")
+    heads = [{q: r[:depth] for q, r in run.items()} for run in (first, reranked)]
+    fused = weighted_sum(heads, [1.0 - weight, weight])
+    return {q: _with_tail(fused.get(q, []), first[q][depth:]) for q in first}
+
+
+def _with_tail(head: list[tuple[str, float]], tail: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
+    """``head`` then ``tail`` in its order, scored strictly below every head document."""
+    floor = min((s for _, s in head), default=0.0)
+    return list(head) + [(d, floor - 1.0 - i) for i, (d, _) in enumerate(tail)]
 
 
 class RerankedRetriever(Retriever):
