@@ -5,8 +5,8 @@ In one run, on one local Ray:
      with the replicas' thread count, sequential;
   2. Serve with batching on: /search k=10 without and with reranking the top 20, sequential and
      at concurrency 16 (p50/p99 ms, requests/s);
-  3. the same with batching off (``max_batch_size=1``, applied as a ``user_config`` update, so
-     the replicas and their loaded models stay the same);
+  3. the same with batching off (``max_batch_size=1``; ``serve.run`` redeploys, so each phase
+     starts on fresh replicas and is warmed before it is timed);
   4. load: 2,000 requests at concurrency 16 (batching on), counting errors.
 Serve overhead = Serve p50 - in-process p50 for the same queries. The client runs on the same
 cores as the server (2 here), so absolute numbers are pessimistic; the ratios are the point.
@@ -142,7 +142,10 @@ def main() -> None:
 
     for attempt in range(3):  # Ray waits a fixed 30 s for its raylet, too short on a busy machine
         try:
-            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1")
+            # log_to_driver=False: echoing every replica log line into this client process would
+            # bill the client's terminal to Serve (a deployment's logs stay in its files).
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1",
+                     log_to_driver=False)
             break
         except Exception as e:
             if "timed out during startup" not in str(e) or attempt == 2:
@@ -156,9 +159,10 @@ def main() -> None:
 
                 off = replace(cfg, retriever=replace(cfg.retriever, max_batch_size=1),
                               rerank=replace(cfg.rerank, max_batch_size=1))
-                serve.run(build(off), name="rayrag", route_prefix="/")  # user_config only: same replicas
+                serve.run(build(off), name="rayrag", route_prefix="/")  # serve.run redeploys: fresh replicas
             r = results[f"batching_{batching}"] = {}
             print(f"[bench] batching {batching}", flush=True)
+            concurrent(url, plain(64))  # fresh replicas: first calls pay one-off kernel and allocator set-up
             r["sequential"] = sequential(url, plain(args.sequential))
             r["c16"] = concurrent(url, plain(args.concurrent))
             if cfg.reranker:

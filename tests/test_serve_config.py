@@ -50,6 +50,9 @@ def test_overrides_reach_the_deployments(tmp_path):
     r = deps["Retriever"]
     assert "num_replicas" not in r and r["autoscaling_config"]["max_replicas"] == 4
     assert r["user_config"] == {"max_batch_size": 1, "batch_wait_timeout_s": 0.002, "torch_threads": 1}
+    # one access-log line per HTTP request, written by the ingress; the model calls behind it log none
+    assert deps["Ingress"]["logging_config"] == {"enable_access_log": True}
+    assert r["logging_config"] == {"enable_access_log": False}
 
 
 @pytest.mark.parametrize("overrides, message", [

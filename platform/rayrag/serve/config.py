@@ -52,6 +52,9 @@ class DeploymentParams:
     max_batch_size: int = 16  # 1 turns batching off
     batch_wait_timeout_s: float = 0.002  # a lone request waits this long for company
     torch_threads: int = 1
+    # Serve writes one INFO line per call; on the model deployments that duplicates the ingress's
+    # line for the same request and, on a small node, costs CPU the models need (bench/README.md).
+    access_log: bool = False
 
     def check(self, name: str) -> None:
         if self.num_cpus < 0 or self.num_replicas < 1 or self.max_ongoing_requests < 1:
@@ -75,6 +78,7 @@ class DeploymentParams:
                                          "target_ongoing_requests": a.target_ongoing_requests}
         out["max_ongoing_requests"] = self.max_ongoing_requests
         out["ray_actor_options"] = {"num_cpus": self.num_cpus}
+        out["logging_config"] = {"enable_access_log": self.access_log}
         return out
 
     def batching(self) -> dict:
@@ -84,7 +88,8 @@ class DeploymentParams:
 
 
 def _ingress_defaults() -> DeploymentParams:
-    return DeploymentParams(num_cpus=0.1, max_ongoing_requests=256, max_batch_size=1, batch_wait_timeout_s=0.0)
+    return DeploymentParams(num_cpus=0.1, max_ongoing_requests=256, max_batch_size=1, batch_wait_timeout_s=0.0,
+                            access_log=True)
 
 
 @dataclass
