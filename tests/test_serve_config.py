@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from rayrag.errors import ConfigError, DataError, ModelNotFoundError
 from rayrag.serve.config import ServeConfig
@@ -53,6 +54,20 @@ def test_overrides_reach_the_deployments(tmp_path):
     # one access-log line per HTTP request, written by the ingress; the model calls behind it log none
     assert deps["Ingress"]["logging_config"] == {"enable_access_log": True}
     assert r["logging_config"] == {"enable_access_log": False}
+
+
+def test_a_partial_section_keeps_that_sections_defaults(tmp_path):
+    """`ingress: {num_cpus: ...}` must not turn the ingress into a model deployment's defaults."""
+    from rayrag.serve.serve_yaml import read
+
+    path = tmp_path / "serve.yaml"
+    path.write_text(yaml.safe_dump({"applications": [{"name": "x", "import_path": "rayrag.serve.app:build_app",
+                                                      "args": {"index": "idx", "ingress": {"num_cpus": 0.2},
+                                                               "rerank": {"num_cpus": 1.0}}}]}))
+    _, cfg = read(path, [])
+    assert (cfg.ingress.num_cpus, cfg.ingress.access_log, cfg.ingress.max_batch_size) == (0.2, True, 1)
+    assert cfg.ingress.max_ongoing_requests == 256
+    assert (cfg.rerank.num_cpus, cfg.rerank.max_batch_size, cfg.rerank.access_log) == (1.0, 8, False)
 
 
 @pytest.mark.parametrize("overrides, message", [

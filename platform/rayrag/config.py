@@ -91,6 +91,21 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+def _over_default(f: dataclasses.Field, value: Any) -> Any:
+    """A partial section fills the rest from the field's own default, not its class's:
+    ``ingress: {num_cpus: 0.2}`` keeps the ingress's defaults, which differ from a model
+    deployment's."""
+    if not isinstance(value, dict):
+        return value
+    if f.default_factory is not dataclasses.MISSING:
+        default = f.default_factory()
+    else:
+        default = f.default
+    if not dataclasses.is_dataclass(default) or isinstance(default, type):
+        return value
+    return _merge(to_dict(default), value)
+
+
 def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
     """Build dataclass ``cls`` from a mapping, rejecting unknown keys and bad types."""
     hints = typing.get_type_hints(cls)
@@ -101,7 +116,8 @@ def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
             f"unknown config key(s) {', '.join(prefix + u for u in unknown)}; "
             f"valid keys: {', '.join(prefix + f for f in fields)}"
         )
-    kwargs = {name: _coerce(v, hints[name], prefix + name) for name, v in data.items()}
+    kwargs = {name: _coerce(_over_default(fields[name], v), hints[name], prefix + name)
+              for name, v in data.items()}
     obj = cls(**kwargs)
     validate = getattr(obj, "validate", None)
     if callable(validate):
