@@ -270,6 +270,7 @@ def test_llm_reranker_yes_no(ray_local, tmp_path, tiny_llama, examples, data_dir
 def test_running_the_job_again_continues_the_same_run(ray_local, tmp_path, tiny_encoder, examples, data_dir):
     """Ray Train V2 restores a run with the same name and storage: a longer second run picks up the
     first one's final checkpoint (weights, optimizer, data position) instead of starting over."""
+    from rayrag.errors import ConfigError
     from rayrag.train import run_train
 
     common = ("num_workers=1", "batch_size=4", "group_size=2", "zero_stage=1")
@@ -279,3 +280,7 @@ def test_running_the_job_again_continues_the_same_run(ray_local, tmp_path, tiny_
     assert second["resumed_from_step"] == 2 and second["total_steps"] == 4
     history = json.loads((tmp_path / "out" / "loss_history.json").read_text())
     assert len(history["losses"]) == 2  # only steps 3 and 4 were trained the second time
+    # another learning rate is another run: refused before Ray starts, nothing overwritten
+    with pytest.raises(ConfigError, match="other lr;"):
+        run_train(_cfg(tmp_path, tiny_encoder, examples, data_dir, *common, "max_steps=6", "lr=1e-3"))
+    assert json.loads((tmp_path / "out" / "train_config.json").read_text())["max_steps"] == 4

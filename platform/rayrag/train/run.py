@@ -36,6 +36,28 @@ def prepare_data(cfg: TrainConfig) -> dict:
     return {"examples": examples, "text": {d: corpus[d].full_text for d in needed}, "eval": evaluation}
 
 
+# Settings a rerun may change and still resume the run in its output_dir: where and how it runs,
+# how it reports, and how long it trains (a longer max_steps / epochs extends the run).
+RESUMABLE = {"cpus_per_worker", "use_gpu", "max_failures", "log_every", "keep_checkpoints",
+             "checkpoint_every", "register_as", "experiment", "eval", "max_steps", "epochs"}
+
+
+def _claim_output(out: Path, storage: Path, cfg: TrainConfig) -> None:
+    """Ray Train resumes whatever run ``storage`` holds, so a rerun with, say, another learning
+    rate would silently continue the old run: refuse that, naming the settings that differ."""
+    from ..encode.store import atomic_write_json
+
+    path = out / "train_config.json"
+    ours = {k: v for k, v in to_dict(cfg).items() if k not in RESUMABLE}
+    if path.is_file() and (storage / "train").is_dir():
+        theirs = {k: v for k, v in json.loads(path.read_text()).items() if k not in RESUMABLE}
+        differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+        if differ:
+            raise ConfigError(f"{out} holds a run trained with other {', '.join(differ)}; running again resumes "
+                              f"that run, so delete the folder or choose another output_dir to start anew")
+    atomic_write_json(path, to_dict(cfg), sort_keys=False)
+
+
 def run_train(cfg: TrainConfig) -> dict:
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -52,6 +74,7 @@ def run_train(cfg: TrainConfig) -> dict:
     out = Path(cfg.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     storage = Path(cfg.storage_path).resolve() if cfg.storage_path else out / "ray"
+    _claim_output(out, storage, cfg)
     started = init_ray(dashboard=True)
     try:
         _check_resources(cfg, ray.cluster_resources())
