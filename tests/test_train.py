@@ -243,6 +243,12 @@ def test_llm_embedder_with_lora_and_checkpointing(ray_local, tmp_path, tiny_llam
     # SmolLM2's chat template must not wrap the inputs)
     st = SentenceTransformer(model_dir, device="cpu")
     assert enc.max_length == st.max_seq_length == cfg.max_length  # both truncate where training evaluated
+    # last-token pooling reads EOS: every tokenizer that loads the folder appends it, after truncation
+    from transformers import AutoTokenizer
+
+    for tok in (st.tokenizer, AutoTokenizer.from_pretrained(model_dir), enc.tokenizer):
+        ids = tok("word " * 500, truncation=True, max_length=16)["input_ids"]
+        assert len(ids) == 16 and ids[-1] == tok.eos_token_id
     texts = ["does aspirin reduce stroke risk", "a much longer claim about protein folding in yeast cells"]
     np.testing.assert_allclose(st.encode(texts, prompt_name="query"), enc.encode_queries(texts, progress=False),
                                atol=1e-5)

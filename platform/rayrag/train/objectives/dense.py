@@ -39,21 +39,16 @@ class BiEncoder(torch.nn.Module):
 
 class DenseObjective(Objective):
     def build(self, model_path: str) -> torch.nn.Module:
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
 
         from ...assets import resolve_model
-        from ...models.dense import model_pooling
+        from ...models.dense import load_tokenizer, model_pooling
 
         cfg = self.cfg
         self.pooling = cfg.pooling or resolve_model(cfg.model).pooling or model_pooling(model_path) or "mean"
         if self.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {self.pooling!r}")
-        tok = AutoTokenizer.from_pretrained(model_path)
-        if self.pooling == "last":
-            tok.padding_side = "right"  # pool() finds the last attended token either way
-            if tok.pad_token is None:
-                tok.pad_token = tok.eos_token
-        self.tokenizer = tok
+        self.tokenizer = load_tokenizer(model_path, self.pooling)
         backbone = AutoModel.from_pretrained(model_path, dtype=torch.float32)
         pooler = getattr(backbone, "pooler", None)
         if pooler is not None:
