@@ -147,6 +147,23 @@ def test_rerank_orders_by_reranker_scores(server, library):
     assert body["reranked"] and body["reranker"] == "tiny-reranker"
 
 
+def test_rerank_interpolated_with_the_retriever_as_evaluate_does(server, library):
+    from rayrag.search.rerank import interpolate
+
+    query = "smoking increases the risk of cancer"
+    retrieved = library["engine"].search([query], 8)[0]
+    passages = library["engine"].passages
+    scores = library["reranker"].score(query, [passages[d].full_text for d, _ in retrieved])
+    reranked = sorted(zip([d for d, _ in retrieved], map(float, scores)), key=lambda x: -x[1])
+    expected = interpolate({"q": retrieved}, {"q": reranked}, depth=8, weight=0.3)["q"][:5]
+
+    body = _post(server, "/search", {"query": query, "k": 5, "rerank": True, "rerank_k": 8,
+                                     "rerank_interpolate": 0.3}).json()
+    assert [h["id"] for h in body["results"]] == [d for d, _ in expected]
+    assert [h["score"] for h in body["results"]] == pytest.approx([s for _, s in expected], abs=1e-4)
+    assert {h["stage"] for h in body["results"]} == {"interpolated"}
+
+
 def test_rerank_endpoint_cohere_shape(server, library):
     docs = ["Vitamin D deficiency weakens bones.", {"text": "The stock market fell."}, "Bone density and calcium."]
     texts = [d if isinstance(d, str) else d["text"] for d in docs]
@@ -203,6 +220,8 @@ BAD = [
     ("/search", {"query": "ok", "k": 21}, 400, "k"),
     ("/search", {"query": "ok", "k": -3}, 400, "k"),
     ("/search", {"query": "ok", "rerank": True, "rerank_k": 11}, 400, "rerank_k"),
+    ("/search", {"query": "ok", "rerank": True, "rerank_interpolate": 1.5}, 400, "rerank_interpolate"),
+    ("/search", {"query": "ok", "rerank_interpolate": 0.5}, 400, "rerank_interpolate"),
     ("/search", {"query": "ok", "k": "5"}, 400, "k"),
     ("/search", {"query": "ok", "k": 2.5}, 400, "k"),
     ("/search", {"query": 42}, 400, "query"),

@@ -117,6 +117,10 @@ class Ingress:
         k = _in_range(self.cfg.default_k if body.k is None else body.k, "k", lim.max_k)
         rerank_k = _in_range(self.cfg.default_rerank_k if body.rerank_k is None else body.rerank_k, "rerank_k",
                              lim.max_rerank_k)
+        w = body.rerank_interpolate
+        if w is not None and not (body.rerank and 0.0 <= w <= 1.0):
+            raise ApiError(400, f"rerank_interpolate must be in [0, 1] and needs rerank: true, got {w}",
+                           param="rerank_interpolate", code="out_of_range")
         if body.rerank and self.reranker is None:
             raise ApiError(400, "this server has no reranker configured", param="rerank", code="no_reranker")
         info = await self._retriever_info()
@@ -127,6 +131,14 @@ class Ingress:
             scores = await _call(self.reranker.score.remote(query, [_full(h) for h in head]))
             for h, s in zip(head, scores):
                 h.update(score=s, stage="reranker")
+            if w is not None:
+                from ..search.fusion import weighted_sum
+
+                # keyed by position: the same min-max fusion the evaluate job measures
+                fused = weighted_sum([{"q": [(str(i), h["retriever_score"]) for i, h in enumerate(head)]},
+                                      {"q": [(str(i), h["score"]) for i, h in enumerate(head)]}], [1.0 - w, w])["q"]
+                for i, f in fused:
+                    head[int(i)].update(score=f, stage="interpolated")
             # stable sort: equal reranker scores keep the retriever's order
             results = sorted(head, key=lambda h: -h["score"]) + tail
         return SearchResponse(query=query, k=k, reranked=body.rerank, model=info["model"],

@@ -20,13 +20,16 @@ class SearchRequest(_Strict):
     k: int | None = Field(None, description="passages to return (default from config)")
     rerank: bool = Field(False, description="re-score the top rerank_k candidates with the reranker")
     rerank_k: int | None = Field(None, description="candidates to rerank (default from config)")
+    rerank_interpolate: float | None = Field(
+        None, description="with rerank: order the reranked candidates by w * minmax(reranker) + "
+                          "(1 - w) * minmax(retriever) (evaluate's rerank_interpolate); unset: reranker alone")
 
 
 class SearchHit(BaseModel):
     rank: int
     id: str
     score: float = Field(description="the score the results are ordered by (see stage)")
-    stage: Literal["retriever", "reranker"] = Field(description="which stage produced score")
+    stage: Literal["retriever", "reranker", "interpolated"] = Field(description="which stage produced score")
     retriever_score: float
     title: str
     text: str
