@@ -24,18 +24,19 @@ def rrf(runs: Sequence[Run], k: int = 60) -> Run:
     return fused
 
 
+def minmax(values: Sequence[float]) -> list[float]:
+    """Scores scaled to [0, 1] within one list; all-equal scores become 1."""
+    lo, hi = min(values, default=0.0), max(values, default=0.0)
+    return [(v - lo) / (hi - lo) if hi > lo else 1.0 for v in values]
+
+
 def weighted_sum(runs: Sequence[Run], weights: Sequence[float]) -> Run:
     fused: Run = {}
     for qid in set().union(*runs):
         scores: dict[str, float] = {}
         for run, w in zip(runs, weights):
             hits = run.get(qid, ())
-            if not hits:
-                continue
-            vals = [s for _, s in hits]
-            lo, hi = min(vals), max(vals)
-            for doc, s in hits:
-                norm = (s - lo) / (hi - lo) if hi > lo else 1.0
+            for (doc, _), norm in zip(hits, minmax([s for _, s in hits])):
                 scores[doc] = scores.get(doc, 0.0) + w * norm
         fused[qid] = sorted(scores.items(), key=lambda x: (-x[1], x[0]))
     return fused

@@ -21,6 +21,7 @@ from ray.serve.handle import DeploymentHandle
 
 from .. import __version__
 from ..config import from_dict, to_dict
+from ..search.fusion import minmax
 from .auth import KeyCheck, load_key
 from .config import ServeConfig
 from .deployments import Reranker, Retriever
@@ -131,14 +132,10 @@ class Ingress:
             scores = await _call(self.reranker.score.remote(query, [_full(h) for h in head]))
             for h, s in zip(head, scores):
                 h.update(score=s, stage="reranker")
-            if w is not None:
-                from ..search.fusion import weighted_sum
-
-                # keyed by position: the same min-max fusion the evaluate job measures
-                fused = weighted_sum([{"q": [(str(i), h["retriever_score"]) for i, h in enumerate(head)]},
-                                      {"q": [(str(i), h["score"]) for i, h in enumerate(head)]}], [1.0 - w, w])["q"]
-                for i, f in fused:
-                    head[int(i)].update(score=f, stage="interpolated")
+            if w is not None:  # the fusion the evaluate job's rerank_interpolate measures
+                first, second = minmax([h["retriever_score"] for h in head]), minmax(scores)
+                for h, a, b in zip(head, first, second):
+                    h.update(score=(1.0 - w) * a + w * b, stage="interpolated")
             # stable sort: equal reranker scores keep the retriever's order
             results = sorted(head, key=lambda h: -h["score"]) + tail
         return SearchResponse(query=query, k=k, reranked=body.rerank, model=info["model"],
