@@ -254,6 +254,31 @@ def test_llm_embedder_with_lora_and_checkpointing(ray_local, tmp_path, tiny_llam
                                atol=1e-5)
 
 
+def test_last_token_pooling_without_eos_round_trips(tmp_path, tiny_llama, examples):
+    """append_eos=false pools each text's own last token: the exported folder's tokenizers (ours,
+    AutoTokenizer, sentence-transformers) leave EOS out, and a raw model gets EOS unless told."""
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoTokenizer
+
+    from rayrag.models.dense import DenseEncoder, load_tokenizer
+    from rayrag.train.objectives.dense import DenseObjective
+
+    eos = AutoTokenizer.from_pretrained(tiny_llama).eos_token_id
+    assert load_tokenizer(str(tiny_llama), "last")("a claim")["input_ids"][-1] == eos
+    cfg = _cfg(tmp_path, tiny_llama, examples, None, "pooling=last", "append_eos=false")
+    objective = DenseObjective(cfg)
+    folder = objective.export(objective.build(str(tiny_llama)), tmp_path / "model")
+    enc = DenseEncoder(str(folder))
+    st = SentenceTransformer(str(folder), device="cpu")
+    for tok in (enc.tokenizer, AutoTokenizer.from_pretrained(folder), st.tokenizer):
+        assert tok("a claim about yeast")["input_ids"][-1] != eos
+    texts = ["does aspirin reduce stroke risk", "a much longer claim about protein folding in yeast cells"]
+    np.testing.assert_allclose(st.encode(texts), enc.encode(texts, progress=False), atol=1e-5)
+    # told otherwise, the exported folder is read with EOS appended: other embeddings
+    forced = DenseEncoder(str(folder), append_eos=True)
+    assert not np.allclose(forced.encode(texts, progress=False), enc.encode(texts, progress=False), atol=1e-3)
+
+
 def test_llm_reranker_yes_no(ray_local, tmp_path, tiny_llama, examples, data_dir, monkeypatch):
     from rayrag.models.reranker import load_reranker
     from rayrag.train import run_train

@@ -29,22 +29,28 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
     raise ValueError(f"unknown pooling {how!r}; choose from {POOLINGS}")
 
 
-def load_tokenizer(path: str, pooling: str):
-    """The tokenizer a dense model is used with. Last-token pooling reads the EOS token's state:
-    the tokenizer appends EOS to every input (after truncation, so it is never cut off), the
-    convention of LLM embedders (E5-Mistral, Qwen3-Embedding). Without it the pooled token is
-    whatever word a text happens to end on. Saved with the model, so sentence-transformers and
-    ``AutoTokenizer`` reproduce it."""
+def load_tokenizer(path: str, pooling: str, append_eos: bool | None = None):
+    """The tokenizer a dense model is used with. Last-token pooling reads the EOS token's state by
+    default: the tokenizer appends EOS to every input (after truncation, so it is never cut off),
+    the convention of LLM embedders (E5-Mistral, Qwen3-Embedding). Without it the pooled token is
+    whatever word a text happens to end on. ``append_eos=False`` pools that last word on purpose
+    (a recipe that trains better without EOS); ``None`` keeps what an exported embedder's
+    (sentence-transformers) folder was saved with, and appends EOS for a raw language model.
+    Saved with the model, so sentence-transformers and ``AutoTokenizer`` reproduce it."""
     from transformers import AutoTokenizer
 
     if pooling != "last":
         return AutoTokenizer.from_pretrained(path)
-    tok = AutoTokenizer.from_pretrained(path, add_eos_token=True)
-    if tok.eos_token_id is None:
-        raise ValueError(f"{path}: last-token pooling needs a tokenizer with an EOS token")
-    if tok("a")["input_ids"][-1] != tok.eos_token_id:
-        raise ValueError(f"{path}: the tokenizer ({type(tok).__name__}) does not append EOS "
-                         f"(add_eos_token); last-token pooling needs it")
+    if append_eos is None and (Path(path) / "modules.json").is_file():
+        tok = AutoTokenizer.from_pretrained(path)  # its own choice, as sentence-transformers reads it
+    else:
+        tok = AutoTokenizer.from_pretrained(path, add_eos_token=append_eos is not False)
+        if tok.eos_token_id is None and append_eos is not False:
+            raise ValueError(f"{path}: last-token pooling needs a tokenizer with an EOS token")
+        if (tok("a")["input_ids"][-1] == tok.eos_token_id) != (append_eos is not False):
+            raise ValueError(f"{path}: the tokenizer ({type(tok).__name__}) cannot be set to "
+                             f"{'append' if append_eos is not False else 'leave out'} EOS (add_eos_token), "
+                             f"which this last-token pooling needs")
     tok.padding_side = "right"  # pool() finds the last attended token either way
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -98,7 +104,7 @@ class DenseEncoder:
 
     def __init__(self, model: str, pooling: str | None = None, max_length: int | None = None,
                  normalize: bool = True, query_prefix: str | None = None, doc_prefix: str | None = None,
-                 device: str | None = None):
+                 device: str | None = None, append_eos: bool | None = None):
         from transformers import AutoModel
 
         resolved = resolve_model(model)
@@ -112,7 +118,7 @@ class DenseEncoder:
         self.query_prefix = prompts.get("query", "") if query_prefix is None else query_prefix
         self.doc_prefix = prompts.get("document", "") if doc_prefix is None else doc_prefix
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.tokenizer = load_tokenizer(resolved.path, self.pooling)
+        self.tokenizer = load_tokenizer(resolved.path, self.pooling, append_eos)
         self.model = AutoModel.from_pretrained(resolved.path).to(self.device).eval()
         self.dim = int(self.model.config.hidden_size)
         limit = getattr(self.model.config, "max_position_embeddings", None)

@@ -48,7 +48,7 @@ class DenseObjective(Objective):
         self.pooling = cfg.pooling or resolve_model(cfg.model).pooling or model_pooling(model_path) or "mean"
         if self.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {self.pooling!r}")
-        self.tokenizer = load_tokenizer(model_path, self.pooling)
+        self.tokenizer = load_tokenizer(model_path, self.pooling, cfg.append_eos)
         backbone = AutoModel.from_pretrained(model_path, dtype=torch.float32)
         pooler = getattr(backbone, "pooler", None)
         if pooler is not None:
