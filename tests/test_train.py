@@ -279,6 +279,14 @@ def test_last_token_pooling_without_eos_round_trips(tmp_path, tiny_llama, exampl
     assert not np.allclose(forced.encode(texts, progress=False), enc.encode(texts, progress=False), atol=1e-3)
 
 
+def test_last_token_pooling_refuses_a_tokenizer_without_eos(tiny_encoder):
+    from rayrag.models.dense import load_tokenizer
+
+    # BERT's WordPiece tokenizer has no EOS to pool
+    with pytest.raises(ValueError, match="needs a tokenizer with an EOS token"):
+        load_tokenizer(str(tiny_encoder), "last")
+
+
 def test_llm_reranker_yes_no(ray_local, tmp_path, tiny_llama, examples, data_dir, monkeypatch):
     from rayrag.models.reranker import load_reranker
     from rayrag.train import run_train

@@ -44,12 +44,12 @@ def load_tokenizer(path: str, pooling: str, append_eos: bool | None = None):
     if append_eos is None and (Path(path) / "modules.json").is_file():
         tok = AutoTokenizer.from_pretrained(path)  # its own choice, as sentence-transformers reads it
     else:
-        tok = AutoTokenizer.from_pretrained(path, add_eos_token=append_eos is not False)
-        if tok.eos_token_id is None and append_eos is not False:
+        want = append_eos is not False  # a raw language model gets EOS unless told otherwise
+        tok = AutoTokenizer.from_pretrained(path, add_eos_token=want)
+        if want and tok.eos_token_id is None:
             raise ValueError(f"{path}: last-token pooling needs a tokenizer with an EOS token")
-        if (tok("a")["input_ids"][-1] == tok.eos_token_id) != (append_eos is not False):
-            raise ValueError(f"{path}: the tokenizer ({type(tok).__name__}) cannot be set to "
-                             f"{'append' if append_eos is not False else 'leave out'} EOS (add_eos_token), "
+        if (tok("a")["input_ids"][-1] == tok.eos_token_id) != want:
+            raise ValueError(f"{path}: the tokenizer ({type(tok).__name__}) ignores add_eos_token={want}, "
                              f"which this last-token pooling needs")
     tok.padding_side = "right"  # pool() finds the last attended token either way
     if tok.pad_token is None:
