@@ -73,7 +73,9 @@ class TrainConfig:
     inference_max_length: int | None = None  # exported model and evaluation; None = doc_max_length
     # models
     pooling: str | None = None  # dense: mean | cls | last; None = the model's default
-    append_eos: bool = True  # last-token pooling: pool an appended EOS; false = each text's own last token
+    # last-token pooling: true pools an appended EOS, false each text's own last token; None = the
+    # model's own (an exported embedder's saved choice, so training it further keeps it; EOS for a raw LM)
+    append_eos: bool | None = None
     query_prefix: str = ""  # e.g. an instruction for LLM embedders
     doc_prefix: str = ""
     gradient_checkpointing: bool = False
