@@ -112,7 +112,8 @@ def in_process(cfg, queries: list[str], rerank_queries: list[str]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--index", default="out/quickstart/index-flat")
-    ap.add_argument("--reranker", default="minilm", help="'' for none; minilm = untrained stand-in head")
+    ap.add_argument("--reranker", default="minilm", help="'' for none; minilm = untrained stand-in head (bench only: "
+                                                          "served with the development flag)")
     ap.add_argument("--data-dir", default=os.environ.get("RAYRAG_DATA_DIR", "../shared/datasets"))
     ap.add_argument("--sequential", type=int, default=200, help="sequential /search requests per setting")
     ap.add_argument("--concurrent", type=int, default=400, help="requests per concurrency-16 setting")
@@ -132,7 +133,7 @@ def main() -> None:
     from rayrag.serve.local import start
 
     queries = [o["text"] for _, o in read_jsonl(Path(args.data_dir) / "scifact" / "queries.jsonl")]
-    cfg = ServeConfig(index=args.index, reranker=args.reranker or None, allow_untrained_reranker=True,
+    cfg = ServeConfig(index=args.index, reranker=args.reranker or None, dev_untrained_reranker=True,
                       reranker_max_length=args.reranker_max_length,
                       auth=Auth(api_key_env=None))  # open access: the bench measures serving, not auth
     plain = lambda n: [{"query": queries[i % len(queries)], "k": 10} for i in range(n)]  # noqa: E731

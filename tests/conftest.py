@@ -117,3 +117,12 @@ def mlflow_server(tmp_path):
         yield url
     finally:
         stop_process_tree(proc)
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker(tmp_path_factory, tiny_bert, data_dir) -> Path:
+    """``tiny_bert`` trained for a few steps as a cross-encoder: a reranker with a learned head."""
+    from tests.serve_fixtures import make_corpus, make_reranker
+
+    root = tmp_path_factory.mktemp("tiny-reranker")
+    return make_reranker(tiny_bert, root / "model", make_corpus(data_dir, root, n=40))

@@ -31,13 +31,32 @@ def make_index(model: Path, corpus: Path, folder: Path) -> Path:
     return folder
 
 
-def make_reranker(model: Path, folder: Path) -> Path:
-    """A cross-encoder folder with a fixed (seeded) head, so server and test load equal weights."""
+def make_reranker(model: Path, folder: Path, corpus: Path, steps: int = 30) -> Path:
+    """A cross-encoder trained for a few LCE steps (title -> its abstract against other abstracts).
+
+    Its head is learned and saved, so it loads without the development flag, as a reranker from
+    ``rayrag train-reranker`` does. (``model`` itself has no head: it only loads as a stand-in.)"""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from rayrag.data.beir import load_corpus
+    from rayrag.losses import localized_contrastive
+
+    docs = [d for d in load_corpus(corpus).values() if d.title][:24]
+    tok = AutoTokenizer.from_pretrained(model)
     torch.manual_seed(1)
-    AutoModelForSequenceClassification.from_pretrained(model, num_labels=1).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(model).save_pretrained(folder)
+    net = AutoModelForSequenceClassification.from_pretrained(model, num_labels=1)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    for step in range(steps):
+        q = [docs[(step * 4 + i) % len(docs)] for i in range(4)]
+        pairs = [(d.title, x.text) for d in q for x in (d, docs[(docs.index(d) + 7) % len(docs)])]  # [pos, neg]
+        enc = tok([a for a, _ in pairs], [b for _, b in pairs], padding=True, truncation=True, max_length=128,
+                  return_tensors="pt")
+        loss = localized_contrastive(net(**enc).logits.view(-1, 2))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.save_pretrained(folder)
+    tok.save_pretrained(folder)
     assert json.loads((folder / "config.json").read_text())["architectures"] == ["BertForSequenceClassification"]
     return folder

@@ -88,7 +88,7 @@ def test_job_reuses_a_running_ray_and_leaves_it_running(tmp_path, data_dir):
         ray.shutdown()
 
 
-def test_rerank_reorders_the_top_by_the_rerankers_scores(tmp_path, data_dir, tiny_bert):
+def test_rerank_reorders_the_top_by_the_rerankers_scores(tmp_path, data_dir, tiny_reranker):
     from rayrag.config import load_config
     from rayrag.data import load_beir
     from rayrag.eval.config import EvaluateConfig
@@ -97,7 +97,7 @@ def test_rerank_reorders_the_top_by_the_rerankers_scores(tmp_path, data_dir, tin
 
     out = tmp_path / "out"
     cfg = load_config(EvaluateConfig, None, [f"data_dir={data_dir}", f"output_dir={out}", "retrievers=[bm25]",
-                                             f"rerank={tiny_bert}", "rerank_depth=5", "num_cpus=2",
+                                             f"rerank={tiny_reranker}", "rerank_depth=5", "num_cpus=2",
                                              "cpus_per_retriever=2", "rerank_interpolate=[0.5]"])
     result = run_evaluate(cfg)
     assert list(result["metrics"]) == ["bm25", "bm25>>rerank", "bm25>>rerank+first@0.5"]
@@ -107,7 +107,7 @@ def test_rerank_reorders_the_top_by_the_rerankers_scores(tmp_path, data_dir, tin
     # below the reranked depth nothing moves, so recall@100 is the first stage's
     assert result["metrics"]["bm25>>rerank"]["recall@100"] == pytest.approx(result["metrics"]["bm25"]["recall@100"])
     ds = load_beir(data_dir / "scifact", "test")
-    reranker = load_reranker(str(tiny_bert))
+    reranker = load_reranker(str(tiny_reranker))
     for qid in sorted(ds.queries)[:5]:
         head = [d for d, _ in first[qid][:5]]
         scores = reranker.score(ds.queries[qid], [ds.corpus[d].full_text for d in head])
@@ -120,7 +120,7 @@ def test_rerank_reorders_the_top_by_the_rerankers_scores(tmp_path, data_dir, tin
         expected = [d for _, d in sorted(zip(-fused, head))]
         assert [d for d, _ in both[qid][:5]] == expected
         assert [d for d, _ in both[qid][5:]] == [d for d, _ in first[qid][5:]]
-    assert result["reranker"] == {"model": str(tiny_bert), "depth": 5, "interpolate": [0.5]}
+    assert result["reranker"] == {"model": str(tiny_reranker), "depth": 5, "interpolate": [0.5]}
 
 
 def test_bad_rerank_settings_fail_before_ray(tmp_path):

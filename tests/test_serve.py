@@ -36,7 +36,7 @@ def artifacts(tmp_path_factory, data_dir, tiny_bert):
     root = tmp_path_factory.mktemp("serve")
     corpus = make_corpus(data_dir, root)
     return {"model": tiny_bert, "corpus": corpus, "index": make_index(tiny_bert, corpus, root / "index"),
-            "reranker": make_reranker(tiny_bert, root / "reranker"), "root": root}
+            "reranker": make_reranker(tiny_bert, root / "reranker", corpus), "root": root}
 
 
 def _init_ray(attempts: int = 3):
@@ -294,7 +294,59 @@ def test_auth_on(server):
 
 
 def _index_model(url):
-    return httpx.get(f"{url}/readyz", timeout=60).json()["retriever"]["model"]
+    return httpx.get(f"{url}/readyz", headers={"Authorization": f"Bearer {KEY}"}, timeout=60).json()["retriever"]["model"]
+
+
+def test_readiness_details_only_for_authenticated_callers(server):
+    url = f"{server['url']}/secure"
+    anonymous = httpx.get(f"{url}/readyz", timeout=60)
+    assert anonymous.status_code == 200 and anonymous.json() == {"status": "ready"}  # no names, no paths
+    authed = httpx.get(f"{url}/readyz", headers={"Authorization": f"Bearer {KEY}"}, timeout=60).json()
+    assert authed["status"] == "ready" and authed["retriever"]["count"] == 120
+    r = httpx.get(f"{url}/readyz", headers={"Authorization": "Bearer wrong"}, timeout=60)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_keys_never_reach_the_logs(server):
+    """After right and wrong keys were sent, no Ray log file (proxy, replicas, controller) holds either."""
+    import ray
+
+    url = f"{server['url']}/secure"
+    wrong = "wrong-" + KEY[::-1]
+    for key in (KEY, wrong):
+        httpx.post(f"{url}/search", json={"query": "cells", "k": 1}, headers={"Authorization": f"Bearer {key}"},
+                   timeout=60)
+    from pathlib import Path
+
+    logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
+    files = [f for f in logs.rglob("*") if f.is_file()]
+    assert any("proxy" in f.name for f in files) and any("Ingress" in f.name for f in files)
+    leaked = [f.name for f in files if KEY.encode() in f.read_bytes() or wrong.encode() in f.read_bytes()]
+    assert not leaked, leaked
+
+
+def test_a_reranker_without_trained_weights_is_refused_at_once(server, artifacts):
+    """tiny_bert has no classification head: the replica says so for good, and wait_ready stops."""
+    import time
+
+    from ray import serve
+
+    from rayrag.errors import DataError
+    from rayrag.serve.app import build
+    from rayrag.serve.local import wait_ready
+
+    serve.run(build(_cfg(artifacts["index"], reranker=str(artifacts["model"]), load_retry_s=1.0)),
+              name="standin", route_prefix="/standin")
+    url = f"{server['url']}/standin"
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(DataError, match="no trained scoring head"):
+            wait_ready(url, 120)
+        assert time.monotonic() - t0 < 60  # not the readiness timeout
+        r = httpx.get(f"{url}/readyz", timeout=60)
+        assert r.status_code == 503 and r.json()["reranker"]["permanent"]
+    finally:
+        serve.delete("standin")
 
 
 def test_auth_off_needs_no_key(server):
@@ -324,3 +376,11 @@ def test_readiness_fails_until_the_index_exists(server, artifacts, tmp_path):
         assert httpx.post(f"{url}/search", json={"query": "cells", "k": 2}, timeout=60).status_code == 200
     finally:
         serve.delete("late")
+
+
+def test_without_a_reranker_both_rerank_routes_say_no_reranker(server):
+    url, auth = f"{server['url']}/secure", {"Authorization": f"Bearer {KEY}"}
+    for path, body in (("/search", {"query": "cells", "rerank": True}),
+                       ("/v1/rerank", {"query": "cells", "documents": ["a cell"]})):
+        r = httpx.post(f"{url}{path}", json=body, headers=auth, timeout=60)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "no_reranker", (path, r.text)

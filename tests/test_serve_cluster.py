@@ -22,13 +22,13 @@ BIN = Path(sys.executable).parent
 def test_serve_deploy_of_the_repo_config_to_a_ray_start_cluster(tmp_path, data_dir, tiny_bert):
     corpus = make_corpus(data_dir, tmp_path, n=60)
     index = make_index(tiny_bert, corpus, tmp_path / "index")
-    reranker = make_reranker(tiny_bert, tmp_path / "reranker")
+    reranker = make_reranker(tiny_bert, tmp_path / "reranker", corpus)
     http, gcs, dash = free_port(), free_port(), free_port()
     config = tmp_path / "serve.yaml"
     # the repo's file with this test's artifacts and port: everything else as shipped
     build = subprocess.run([sys.executable, "-m", "jobs.serve", "build", "--config", "jobs/configs/serve/scifact.yaml",
                             "--port", str(http), "--output", str(config), f"index={index}", f"reranker={reranker}",
-                            "allow_untrained_reranker=false", "reranker_max_length=128"],
+                            "reranker_max_length=128"],
                            cwd=REPO, capture_output=True, text=True, timeout=120)
     assert build.returncode == 0, build.stderr
     env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32),

@@ -55,3 +55,17 @@ def test_tracking_server_via_MLFLOW_TRACKING_URI(tmp_path, monkeypatch, mlflow_s
     _check_run(mlflow_server, run_id)
     assert list((tmp_path / "server-artifacts").rglob("result.json")), "artifact went through the server"
     assert not (Path(os.environ["RAYRAG_HOME"]) / "mlflow").exists(), "nothing written to the embedded store"
+
+
+def test_credentials_never_reach_mlflow_params(tmp_path):
+    """A value under a credential's name is logged as REDACTED; the names of where keys live are not."""
+    secret = "sk-do-not-log-me"
+    config = {"auth": {"api_key": secret, "api_key_env": "RAYRAG_API_KEY", "api_key_file": "/etc/key"},
+              "hf_token": secret, "db": {"password": secret}, "max_query_tokens": 64}
+    with tracking.job_run("serve", config, experiment="t") as jr:
+        run_id = jr.run_id
+    params = MlflowClient(tracking.tracking_uri()).get_run(run_id).data.params
+    assert secret not in "".join(params.values())
+    assert params["auth.api_key"] == params["hf_token"] == params["db.password"] == tracking.REDACTED
+    assert params["auth.api_key_env"] == "RAYRAG_API_KEY" and params["auth.api_key_file"] == "/etc/key"
+    assert params["max_query_tokens"] == "64"

@@ -172,18 +172,9 @@ def _quickstart_parser(sub) -> None:
 
 
 def _cmd_quickstart(args) -> int:
-    from .eval.report import format_table
     from .quickstart import run_quickstart
 
-    cfg = _job_config(QuickstartConfig, args)
-    result = run_quickstart(cfg)
-    print()
-    print(format_table(result))
-    print(f"\nwrote {cfg.output_dir}/: encode-*/ (embedding shards), index-*/ (FAISS, inverted), "
-          f"evaluate/result.json and evaluate/runs/*.trec")
-    print(f"MLflow run {result['mlflow_run_id']} in {result['tracking_uri']}")
-    if result["tracking_uri"].startswith("sqlite:"):
-        print(f"  browse it: mlflow ui --backend-store-uri {result['tracking_uri']} --host 127.0.0.1")
+    run_quickstart(_job_config(QuickstartConfig, args))  # ends with the table and what to run next
     return 0
 
 

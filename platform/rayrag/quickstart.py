@@ -4,6 +4,7 @@
     encode splade-tiny (Ray Data) -> inverted index ─┼─> evaluate: bm25, minilm (exact, Flat),
     bm25 (in the evaluate task) ─────────────────────┘   minilm+hnsw, splade-tiny, hybrids
     Flat index -> Ray Serve on 127.0.0.1 (docs/SERVE.md): one sample query, then a curl line
+    -> the result table and what to run next
 
 Every step is the same library call its own job makes, so each leaves its own MLflow run
 (encode -> index -> evaluate, linked by run ids in the manifests).
@@ -81,7 +82,10 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
                         f"hybrid(bm25,{d})=hybrid(bm25,{flat})", f"rrf(bm25,{d})=rrf(bm25,{flat})"]))
         if cfg.serve:
             print(f"[quickstart] 5/{steps} serve the Flat index with Ray Serve", flush=True)
-            result["serve"] = _serve(cfg, out / "index-flat", result)
+            result["serve"] = _serve(cfg, out / "index-flat")
+        print_summary(cfg, result)
+        if cfg.serve and _keep_serving(cfg):
+            _wait_for_ctrl_c(result["serve"]["url"])
         return result
     finally:
         if cfg.serve:
@@ -93,36 +97,62 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
             ray.shutdown()
 
 
-def _serve(cfg: QuickstartConfig, index: Path, result: dict) -> dict:
+def _serve(cfg: QuickstartConfig, index: Path) -> dict:
     """Deploy the Serve app on this Ray, answer one query over HTTP, print a curl line to paste."""
-    import sys
-    import time
-
     import httpx
 
     from .serve.config import Auth, ServeConfig
     from .serve.local import curl_line, start
 
-    # The untrained MiniLM head only stands in for a trained reranker (rayrag train); the
-    # sample query does not use it.
-    scfg = ServeConfig(index=str(index.resolve()), reranker="minilm", allow_untrained_reranker=True,
-                       auth=Auth(api_key_env=None))
+    # No reranker: only a trained one is ever served (train one, then serve it from the registry:
+    # docs/SERVE.md). Loopback and no key: only this machine can reach it.
+    scfg = ServeConfig(index=str(index.resolve()), reranker=None, auth=Auth(api_key_env=None))
     url = start(scfg, port=cfg.serve_port)
-    hits = httpx.post(f"{url}/search", json={"query": cfg.serve_query, "k": 3}, timeout=60).json()["results"]
+    r = httpx.post(f"{url}/search", json={"query": cfg.serve_query, "k": 3}, timeout=60)
+    r.raise_for_status()
+    hits = r.json()["results"]
     print(f"\n[quickstart] POST {url}/search {cfg.serve_query!r} ->")
     for h in hits:
         print(f"  {h['rank']}. [{h['id']}] ({h['score']:.3f}, {h['stage']}) {h['title'][:90]}")
     line = curl_line(url, cfg.serve_query, k=3)
-    keep = sys.stdin.isatty() if cfg.keep_serving is None else cfg.keep_serving
-    print(f"\n  {line}\n  API: {url}/docs  (embeddings: {url}/v1/embeddings, rerank: {url}/v1/rerank)", flush=True)
-    if keep:
-        from .eval.report import format_table
-
-        print("\n" + format_table(result))
-        print(f"\n[quickstart] serving on {url} until Ctrl-C", flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+    print(f"\n  {line}\n  API: {url}/docs  (embeddings: {url}/v1/embeddings; no reranker is served)", flush=True)
     return {"url": url, "query": cfg.serve_query, "results": [h["id"] for h in hits], "curl": line}
+
+
+def _keep_serving(cfg: QuickstartConfig) -> bool:
+    import sys
+
+    return sys.stdin.isatty() if cfg.keep_serving is None else cfg.keep_serving
+
+
+def _wait_for_ctrl_c(url: str) -> None:
+    import time
+
+    print(f"\n[quickstart] serving on {url} until Ctrl-C", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+NEXT_STEPS = """\
+Next (after `source .venv/bin/activate`):
+  serve it:    python -m jobs.serve run --config jobs/configs/serve/scifact.yaml
+  train:       python -m jobs.mine --config jobs/configs/mine_scifact_bm25.yaml
+               python -m jobs.train_dense --config jobs/configs/train_scifact_minilm.yaml
+  evaluate:    python -m jobs.evaluate --config jobs/configs/evaluate_scifact.yaml
+  more:        rayrag --help, README.md, docs/SERVE.md"""
+
+
+def print_summary(cfg: QuickstartConfig, result: dict) -> None:
+    """The result table, where everything went, and what to run next: the quickstart's last words."""
+    from .eval.report import format_table
+
+    print("\n" + format_table(result))
+    print(f"\nwrote {cfg.output_dir}/: encode-*/ (embedding shards), index-*/ (FAISS, inverted), "
+          f"evaluate/result.json and evaluate/runs/*.trec")
+    print(f"MLflow run {result['mlflow_run_id']} in {result['tracking_uri']}")
+    if result["tracking_uri"].startswith("sqlite:"):
+        print(f"  browse it: mlflow ui --backend-store-uri {result['tracking_uri']} --host 127.0.0.1")
+    print("\n" + NEXT_STEPS, flush=True)

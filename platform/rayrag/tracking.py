@@ -13,6 +13,7 @@ commit, and the job's ``result.json``, run files and plots as artifacts.
 from __future__ import annotations
 
 import contextlib
+import re
 import os
 import subprocess
 from pathlib import Path
@@ -113,6 +114,17 @@ class JobRun:
         mlflow.log_figure(figure, name)
 
 
+# A value under such a name is a credential: MLflow params are readable by everyone with access
+# to the tracking server, so it is logged as REDACTED. (Configs name keys by the variable or file
+# that holds them, `api_key_env`/`api_key_file`, which are logged as they are.)
+_SECRET = re.compile(r"(^|[._])(api_key|token|secret|password|passwd|credentials?)$", re.I)
+REDACTED = "REDACTED"
+
+
+def redact(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: (REDACTED if v not in (None, "") and _SECRET.search(k) else v) for k, v in params.items()}
+
+
 @contextlib.contextmanager
 def job_run(job: str, config: dict, dataset: str | None = None, experiment: str = DEFAULT_EXPERIMENT,
             run_name: str | None = None, tags: dict[str, str] | None = None) -> Iterator[JobRun]:
@@ -126,7 +138,7 @@ def job_run(job: str, config: dict, dataset: str | None = None, experiment: str 
     all_tags.update(tags or {})
     with mlflow.start_run(experiment_id=exp_id, run_name=run_name or job, tags=all_tags) as run:
         params = {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in flatten(config).items()}
-        mlflow.log_params({k: ("" if v is None else str(v)[:6000]) for k, v in params.items()})
+        mlflow.log_params({k: ("" if v is None else str(v)[:6000]) for k, v in redact(params).items()})
         yield JobRun(run)
 
 

@@ -4,13 +4,18 @@ Two kinds, both plain HF folders so other tools load them too:
 
 * ``cross``: a sequence classifier with one logit (``AutoModelForSequenceClassification``,
   ``num_labels=1``), the layout ``sentence_transformers.CrossEncoder`` loads. Built from an
-  encoder such as ``minilm``; before training its head is random (a stand-in only).
+  encoder such as ``minilm``; before training its head does not exist yet.
 * ``llm``: a causal LM asked whether the document answers the query; the score is the
   log-odds ``logit("yes") - logit("no")`` of the next token (as in RankLLaMA-style pointwise
   LLM rerankers and monoT5's "true"/"false" scoring, Nogueira et al. 2020).
 
 A trained folder carries ``rayrag_reranker.json`` (kind, max_length, prompt) so loading needs
 no extra flags.
+
+Loading refuses a model whose scoring weights are missing from the checkpoint (transformers
+would initialise them at random, and its scores would mean nothing), whatever the config class
+says: an encoder such as ``minilm`` is not a reranker until it is trained. ``allow_untrained``
+(the development flag) loads such a stand-in anyway, with a seeded head.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import numpy as np
 import torch
 
 from ..assets import resolve_model
+from ..errors import DataError
 
 META = "rayrag_reranker.json"
 KINDS = ("cross", "llm")
@@ -49,6 +55,20 @@ def write_meta(path: str | Path, kind: str, max_length: int, **extra) -> None:
     (Path(path) / META).write_text(json.dumps({"kind": kind, "max_length": max_length, **extra}, indent=2))
 
 
+class UntrainedReranker(DataError):
+    """The checkpoint lacks the weights that score pairs: they would be initialised at load time."""
+
+
+def _check_trained(model: str, info: dict, allow_untrained: bool) -> None:
+    missing = sorted(info.get("missing_keys") or [])
+    if missing and not allow_untrained:
+        raise UntrainedReranker(
+            f"reranker {model!r} has no trained scoring head: {', '.join(missing[:4])}"
+            f"{' ...' if len(missing) > 4 else ''} would be initialised at random when loading it. "
+            f"Serve or evaluate a reranker that was trained (rayrag train-reranker, or a published "
+            f"cross-encoder), e.g. models:/<registered-name>/<version>")
+
+
 def yes_no_ids(tokenizer) -> tuple[int, int]:
     """Token ids of " yes" / " no" (the leading space is how they follow "Relevant:")."""
     ids = []
@@ -65,8 +85,9 @@ class Reranker:
     kind: str
 
     def __init__(self, model: str, max_length: int | None = None, batch_size: int = 32,
-                 device: str | None = None):
+                 device: str | None = None, allow_untrained: bool = False):
         resolved = resolve_model(model)
+        self.allow_untrained = allow_untrained
         self.name, self.path = model, resolved.path
         meta = read_meta(resolved.path)
         self.max_length = int(max_length or meta.get("max_length") or 256)
@@ -103,11 +124,13 @@ class CrossEncoderReranker(Reranker):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-        # An encoder without a trained head gets a new one: seeded, so every replica and every
-        # load of the same stand-in scores alike (a trained folder's head is simply loaded).
+        # A stand-in (allow_untrained) gets a seeded head, so every replica and every load of
+        # the same stand-in scores alike; a trained folder's head is simply loaded.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            self.model = AutoModelForSequenceClassification.from_pretrained(self.path, num_labels=1)
+            self.model, info = AutoModelForSequenceClassification.from_pretrained(
+                self.path, num_labels=1, output_loading_info=True)
+        _check_trained(model, info, self.allow_untrained)
         self.model.to(self.device).eval()
         self._cap_length()
 
@@ -127,7 +150,10 @@ class LLMReranker(Reranker):
 
         self.prompt = self.meta.get("prompt", LLM_PROMPT)
         self.tokenizer = load_llm_tokenizer(self.path)
-        self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32).to(self.device).eval()
+        self.model, info = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32,
+                                                                output_loading_info=True)
+        _check_trained(model, info, self.allow_untrained)
+        self.model.to(self.device).eval()
         self.yes_id, self.no_id = yes_no_ids(self.tokenizer)
         self._cap_length()
 
@@ -161,7 +187,10 @@ def llm_pair_inputs(tokenizer, prompt: str, queries: Sequence[str], docs: Sequen
 
 
 def load_reranker(model: str, kind: str | None = None, **kw) -> Reranker:
-    """A reranker from a built-in name, folder or HF id; ``kind`` defaults to the folder's own."""
+    """A reranker from a built-in name, folder or HF id; ``kind`` defaults to the folder's own.
+
+    Raises ``UntrainedReranker`` for a checkpoint without its scoring weights unless
+    ``allow_untrained=True`` (development only)."""
     kind = kind or reranker_kind(resolve_model(model).path)
     if kind not in KINDS:
         raise ValueError(f"unknown reranker kind {kind!r}; choose from {KINDS}")

@@ -22,7 +22,7 @@ from ray.serve.handle import DeploymentHandle
 from .. import __version__
 from ..config import from_dict, to_dict
 from ..search.fusion import minmax
-from .auth import KeyCheck, load_key
+from .auth import KeyCheck, check_exposure, is_loopback, load_key, serve_http_host
 from .config import ServeConfig
 from .deployments import Reranker, Retriever
 from .errors import ApiError, BadInput, NotReady, install_handlers
@@ -78,7 +78,12 @@ class Ingress:
     def __init__(self, config: dict, retriever: DeploymentHandle, reranker: DeploymentHandle | None):
         self.cfg = from_dict(ServeConfig, config)
         self.limits = self.cfg.limits
-        self.check_key = KeyCheck(load_key(self.cfg.auth))
+        key, host = load_key(self.cfg.auth), serve_http_host()
+        check_exposure(self.cfg.auth, key, host)  # here too: `serve deploy` and RayService skip our CLI
+        self.check_key = KeyCheck(key)
+        # Readiness details (model names, paths, load errors) go to authenticated callers only;
+        # with no key that is whoever can reach a loopback address, i.e. this machine.
+        self.open_details = key is None and is_loopback(host)
         self.retriever, self.reranker = retriever, reranker
         self._info: dict | None = None
 
@@ -98,17 +103,23 @@ class Ingress:
     async def healthz(self) -> dict:
         return {"status": "ok"}
 
-    @api.get("/readyz", summary="readiness: 200 once model, index and reranker are loaded, else 503")
-    async def readyz(self):
+    @api.get("/readyz", summary="readiness: 200 once model, index and reranker are loaded, else 503; "
+                                "details (models, errors) only for authenticated callers")
+    async def readyz(self, creds=Depends(bearer)):
+        if creds is not None:
+            self._auth(creds)  # a wrong key is a 401, not a quiet downgrade
+        details = self.open_details or (creds is not None and self.check_key.enabled)
         calls = {"retriever": self.retriever.status.remote()}
         if self.reranker is not None:
             calls["reranker"] = self.reranker.status.remote()
         results = dict(zip(calls, await asyncio.gather(*calls.values())))
-        if all(r["ready"] for r in results.values()):
-            return {"status": "ready", **results}
+        ready = all(r["ready"] for r in results.values())
+        body = {"status": "ready" if ready else "not_ready", **(results if details else {})}
+        if ready:
+            return body
         from fastapi.responses import JSONResponse
 
-        return JSONResponse({"status": "not_ready", **results}, status_code=503, headers={"Retry-After": "5"})
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
     @api.post("/search", response_model=SearchResponse, summary="retrieve (and optionally rerank) passages")
     async def search(self, body: SearchRequest, creds=Depends(bearer)) -> SearchResponse:
@@ -172,8 +183,8 @@ class Ingress:
               summary="Cohere/Jina-style rerank")
     async def rerank(self, body: RerankRequest, creds=Depends(bearer)) -> RerankResponse:
         self._auth(creds)
-        if self.reranker is None:
-            raise ApiError(404, "this server has no reranker configured", param="model", code="model_not_found")
+        if self.reranker is None:  # the same answer as /search with rerank: true
+            raise ApiError(400, "this server has no reranker configured", param="model", code="no_reranker")
         name = self.cfg.reranker_name or self.cfg.reranker
         if body.model is not None and body.model != name:
             raise ApiError(404, f"model {body.model!r} does not exist; this server reranks with {name!r}",

@@ -1,13 +1,17 @@
-"""Optional bearer-token access.
+"""Bearer-token access, failing closed.
 
 The key comes from a secret file (a mounted Kubernetes Secret) or an environment variable
 whose *name* is in the config, so the key itself never sits in a config file, a Serve YAML
 or an MLflow param. Keys are compared with ``hmac.compare_digest`` so the time a wrong key
 takes does not reveal how much of it matched.
+
+Without a key the API is open, so it may only listen on loopback, where only this machine
+reaches it: any other address needs a key or the explicit ``auth.allow_anonymous`` opt-out.
 """
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
 from pathlib import Path
 
@@ -54,3 +58,33 @@ class KeyCheck:
                            headers=CHALLENGE)
         if not hmac.compare_digest(creds.credentials.encode(), self._key):
             raise ApiError(401, "invalid API key", code="invalid_api_key", headers=CHALLENGE)
+
+
+def is_loopback(host: str | None) -> bool:
+    """127.0.0.0/8, ::1 and ``localhost``; 0.0.0.0 (every address) is not."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name other than localhost may resolve to anything
+        return False
+
+
+def check_exposure(auth: Auth, key: bytes | None, host: str | None) -> None:
+    """Refuse to serve an open API on an address other machines can reach."""
+    if key is None and not is_loopback(host) and not auth.allow_anonymous:
+        where = f"file {auth.api_key_file}" if auth.api_key_file else f"environment variable {auth.api_key_env}"
+        raise ConfigError(
+            f"refusing to serve on {host or 'all addresses'} without an API key: anyone who reaches that "
+            f"address could use the API. Put a key in the {where} (in Kubernetes, mount a Secret and set "
+            f"auth.api_key_file), or bind to 127.0.0.1. To serve openly on purpose, set "
+            f"auth.allow_anonymous: true.")
+
+
+def serve_http_host() -> str | None:
+    """The address Serve's proxies listen on, as the controller knows it (from a replica too)."""
+    from ray.serve.context import _get_global_client
+
+    return _get_global_client().http_config.host

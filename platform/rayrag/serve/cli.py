@@ -64,17 +64,18 @@ def cmd_run(args) -> int:
     from .local import curl_line, start
     from .serve_yaml import http_options, read
 
+    from .auth import check_exposure, load_key
+
     doc, cfg = read(args.config, args.overrides)
     host, port = http_options(doc)
     host, port = args.host or host, args.port or port
+    key = load_key(cfg.auth)
+    check_exposure(cfg.auth, key, host)  # before Ray starts: an open API stays on loopback
     started = init_ray()
     try:
         print(f"[serve] deploying {cfg.index} (reranker: {cfg.reranker or 'none'}) on http://{host}:{port}",
               flush=True)
         url = start(cfg, host, port)
-        from .auth import load_key
-
-        key = load_key(cfg.auth)
         headers = {"Authorization": f"Bearer {key.decode()}"} if key else {}
         r = httpx.post(f"{url}/search", json={"query": args.query, "k": 3}, headers=headers, timeout=60)
         r.raise_for_status()

@@ -30,10 +30,14 @@ class Limits:
 
 @dataclass
 class Auth:
-    """Optional bearer key. The first of the file and the environment variable that holds a key wins."""
+    """Bearer key. The first of the file and the environment variable that holds a key wins.
+
+    Fails closed: bound to anything but loopback, the server refuses to start without a key
+    unless ``allow_anonymous`` says that an open API is meant (no shipped config sets it)."""
     api_key_env: str | None = "RAYRAG_API_KEY"  # name of the variable, not the key
     api_key_file: str | None = None  # e.g. a mounted Kubernetes Secret
-    required: bool = False  # refuse to start when no key is found (instead of serving openly)
+    required: bool = False  # refuse to start without a key, even on loopback
+    allow_anonymous: bool = False  # serve without a key on a non-loopback address, on purpose
 
 
 @dataclass
@@ -103,7 +107,9 @@ class ServeConfig:
     # built-in name, folder, runs:/ or models:/ reference; None: no reranker deployment
     reranker: str | None = None
     reranker_name: str | None = None  # name clients may pass to /v1/rerank; None: the reranker reference
-    allow_untrained_reranker: bool = False  # an encoder without a trained head scores at random
+    # Development only: serve a reranker whose scoring head is missing from its checkpoint (a
+    # seeded random head: its scores mean nothing). Shipped configs and k8s tests reject it.
+    dev_untrained_reranker: bool = False
     reranker_max_length: int | None = None  # None: the reranker's own (256 if unknown)
     rerank_batch_pairs: int = 64  # (query, document) pairs per reranker forward pass
     max_query_tokens: int | None = None  # encoder truncation; None: the model's own

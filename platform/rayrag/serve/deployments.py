@@ -5,6 +5,8 @@ model and index in memory (a rolling update never sends requests to a half-loade
 When that attempt fails (an index not there yet, MLflow down), the constructor returns anyway
 and the replica keeps retrying every ``load_retry_s`` while it reports the error: the ingress
 turns that into a failing readiness check and 503s, and the replica recovers by itself.
+A failure no retry can mend (a reranker without trained weights) is reported as ``permanent``
+and not retried, so ``serve run`` stops at once with the reason instead of waiting.
 Requests are batched across callers with ``@serve.batch``. Batch size, wait and torch threads
 come from ``user_config`` (``reconfigure``), so ``max_batch_size: 1`` turns batching off and
 such a change reaches running replicas without a restart or a reload.
@@ -22,6 +24,7 @@ from typing import Any, Callable
 from ray import serve
 
 from ..config import from_dict
+from ..models.reranker import UntrainedReranker
 from .config import ServeConfig
 from .errors import BadInput, NotReady
 
@@ -30,7 +33,7 @@ log = logging.getLogger("ray.serve")
 
 class _Loader:
     def __init__(self, what: str, build: Callable[[], Any], retry_s: float):
-        self.what, self.value, self.error = what, None, "loading"
+        self.what, self.value, self.error, self.permanent = what, None, "loading", False
         self._build, self._retry_s = build, retry_s
         self._first = threading.Event()
         threading.Thread(target=self._run, name=f"load-{what}", daemon=True).start()
@@ -43,6 +46,10 @@ class _Loader:
                 self.value = self._build()
                 self.error = None
                 log.info("%s loaded in %.1fs", self.what, time.perf_counter() - t0)
+                return
+            except UntrainedReranker as e:  # the same weights fail the same way: say so, stop
+                self.error, self.permanent = f"{type(e).__name__}: {e}", True
+                log.error("loading %s failed for good: %s", self.what, self.error)
                 return
             except Exception as e:  # keep serving "not ready" with the reason; try again later
                 self.error = f"{type(e).__name__}: {e}"
@@ -57,7 +64,7 @@ class _Loader:
         return self.value
 
     def status(self) -> dict:
-        return {"ready": self.value is not None, "error": self.error}
+        return {"ready": self.value is not None, "error": self.error, "permanent": self.permanent}
 
 
 def _threads(n: int) -> None:

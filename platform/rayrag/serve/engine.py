@@ -83,20 +83,15 @@ class RerankEngine:
     """A reranker scoring (query, document) pairs from many requests in one forward pass."""
 
     def __init__(self, cfg: ServeConfig):
-        import torch
-
         from ..assets import resolve_model
         from ..models.reranker import load_reranker, reranker_kind
 
         ref = model_ref(cfg.reranker)
         path = Path(resolve_model(ref).path)
-        if not cfg.allow_untrained_reranker and not _has_trained_head(path):
-            raise DataError(f"reranker {cfg.reranker!r} has no trained scoring head (no rayrag_reranker.json, "
-                            f"not a sequence classifier): set allow_untrained_reranker=true to serve it anyway")
-        # An untrained head is initialised from torch's RNG: seed it so every replica scores alike.
-        torch.manual_seed(0)
+        # Refuses a checkpoint without trained scoring weights unless the development flag is on.
         self.reranker = load_reranker(ref, kind=reranker_kind(path), max_length=cfg.reranker_max_length,
-                                      batch_size=cfg.rerank_batch_pairs)
+                                      batch_size=cfg.rerank_batch_pairs,
+                                      allow_untrained=cfg.dev_untrained_reranker)
         limit = getattr(getattr(self.reranker.model, "config", None), "max_position_embeddings", None)
         if limit and self.reranker.max_length > limit:  # longer pairs would index past the position table
             self.reranker.max_length = int(limit)
@@ -126,13 +121,3 @@ def _score(r, queries: list[str], docs: list[str]) -> np.ndarray:
         enc = llm_pair_inputs(r.tokenizer, r.prompt, queries, docs, r.max_length)
         logits = r.model(**{k: v.to(r.device) for k, v in enc.items()}).logits[:, -1]
         return (logits[:, r.yes_id] - logits[:, r.no_id]).float().cpu().numpy()
-
-
-def _has_trained_head(path: Path) -> bool:
-    from ..models.reranker import META
-
-    if (path / META).is_file():
-        return True
-    cfg = path / "config.json"
-    archs = json.loads(cfg.read_text()).get("architectures") or [] if cfg.is_file() else []
-    return any(a.endswith("ForSequenceClassification") for a in archs)

@@ -5,35 +5,52 @@ import json
 import shlex
 import time
 
+from ..errors import DataError
 from .config import ServeConfig
 
 APP_NAME = "rayrag"
 
 
 def start(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8000, timeout_s: float = 600) -> str:
-    """Deploy ``cfg`` with HTTP on ``host:port``; returns the base URL once /readyz says ready."""
+    """Deploy ``cfg`` with HTTP on ``host:port``; returns the base URL once /readyz says ready.
+
+    An open API on a non-loopback address is refused here, before anything is deployed."""
     from ray import serve
 
     from .app import build
+    from .auth import check_exposure, load_key
 
+    key = load_key(cfg.auth)
+    check_exposure(cfg.auth, key, host)
     serve.start(http_options={"host": host, "port": port})
     serve.run(build(cfg), name=APP_NAME, route_prefix="/")
-    url = f"http://{host}:{port}"
-    wait_ready(url, timeout_s)
+    url = f"http://{_client_host(host)}:{port}"
+    wait_ready(url, timeout_s, key=key)
     return url
 
 
-def wait_ready(url: str, timeout_s: float = 600) -> dict:
-    """Poll /readyz; on timeout, fail with what the replicas last said (e.g. a load error)."""
+def _client_host(host: str) -> str:
+    """Where a client on this machine reaches a server bound to ``host``."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def wait_ready(url: str, timeout_s: float = 600, key: bytes | None = None) -> dict:
+    """Poll /readyz; on timeout or a load error no retry mends, fail with what the replicas said."""
     import httpx
 
+    headers = {"Authorization": f"Bearer {key.decode()}"} if key else {}
     deadline, last = time.time() + timeout_s, "no answer"
     while time.time() < deadline:
         try:
-            r = httpx.get(f"{url}/readyz", timeout=10)
+            r = httpx.get(f"{url}/readyz", headers=headers, timeout=10)
             if r.status_code == 200:
                 return r.json()
             last = r.text
+            body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+            failed = [f"{name}: {s.get('error')}" for name, s in body.items()
+                      if isinstance(s, dict) and s.get("permanent")]
+            if failed:
+                raise DataError(f"{url} cannot become ready: " + "; ".join(failed))
         except httpx.HTTPError as e:
             last = f"{type(e).__name__}: {e}"
         time.sleep(1)
