@@ -13,7 +13,7 @@ DEPTRY = Path(sys.executable).parent / "deptry"
 
 
 def _deptry(*paths: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    return subprocess.run([str(DEPTRY), *paths, *extra], cwd=REPO, capture_output=True, text=True, timeout=300,
+    return subprocess.run([str(DEPTRY), "--no-ansi", *paths, *extra], cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={"NO_COLOR": "1", "PATH": str(DEPTRY.parent)})
 
 
