@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" TOKENIZERS_PARALLELISM=false
-exec .venv/bin/python -m jobs.quickstart "$@"
+exec "${RAYRAG_VENV:-.venv}/bin/python" -m jobs.quickstart "$@"

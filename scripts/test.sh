@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" TOKENIZERS_PARALLELISM=false
-exec .venv/bin/python -m pytest "$@"
+exec "${RAYRAG_VENV:-.venv}/bin/python" -m pytest "$@"
