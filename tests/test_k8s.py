@@ -31,7 +31,7 @@ CRD_FILES = {("ray.io/v1", "RayCluster"): "ray.io_rayclusters.yaml", ("ray.io/v1
 BUILTIN_KINDS = {("v1", "Namespace"), ("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "Service"),
                  ("v1", "PersistentVolumeClaim"), ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"),
                  ("networking.k8s.io/v1", "NetworkPolicy")}
-# One RayJob per job in jobs/ that works on data; quickstart is a local demo of all of them.
+# The jobs in jobs/ that work on data, each run by at least one RayJob; quickstart is a local demo of all of them.
 EXPECTED_JOBS = {"encode", "index", "evaluate", "mine", "train_dense", "train_reranker"}
 IMAGE_REPO = "ghcr.io/rayrag/rayrag"
 NAMESPACE = "rayrag"
@@ -173,7 +173,7 @@ def test_overlay_renders(overlay):
                      ("ConfigMap", "rayrag-env"), ("PersistentVolumeClaim", "rayrag-data"),
                      ("PersistentVolumeClaim", "mlflow-artifacts")]:
         assert expected in kinds, f"{overlay}: {expected} missing from the render"
-    assert len(of_kind(docs, "RayJob")) == len(EXPECTED_JOBS)
+    assert len(of_kind(docs, "RayJob")) == len(job_dirs())  # one per k8s/base/rayjobs/<job>/
     assert len(of_kind(docs, "NetworkPolicy")) == 2
     assert [d["metadata"]["name"] for d in of_kind(docs, "RayService")] == ["rayrag-serve"]
     for d in docs:
@@ -184,6 +184,98 @@ def test_overlay_renders(overlay):
 def test_base_renders():
     out, err, rc = _render(str(K8S / "base"))
     assert rc == 0, err
+
+
+# ------------------------------------------------------------------------------------------
+# 1b. the RayJobs are composed, not copied: one shared RayJob, each job a short kustomization
+# ------------------------------------------------------------------------------------------
+
+RAYJOBS = K8S / "base" / "rayjobs"
+COMMON_RAYJOB = RAYJOBS / "common" / "rayjob.yaml"
+MAX_JOB_LINES = 40
+_HEAD, _WORKER = ("spec", "rayClusterSpec", "headGroupSpec"), ("spec", "rayClusterSpec", "workerGroupSpecs", "0")
+# All a job may change in the shared RayJob: paths into the rendered object, "*" any key or index.
+JOB_MAY_CHANGE = [
+    ("metadata", "name"), ("metadata", "labels", "app.kubernetes.io/name"), ("metadata", "labels", "rayrag/job"),
+    ("spec", "entrypoint"),
+    (*_WORKER, "replicas"), (*_WORKER, "minReplicas"), (*_WORKER, "maxReplicas"),
+    (*_HEAD, "template", "spec", "containers", "0", "resources", "*", "*"),
+    (*_WORKER, "template", "spec", "containers", "0", "resources", "*", "*"),
+    (*_WORKER, "template", "spec", "volumes", "1", "emptyDir", "sizeLimit"),  # volume 1 stays shm
+]
+
+
+def leaves(node, path: tuple[str, ...] = ()):
+    """(path, value) of every scalar, empty map and empty list in a parsed manifest."""
+    if isinstance(node, dict) and node:
+        for k, v in node.items():
+            yield from leaves(v, (*path, str(k)))
+    elif isinstance(node, list) and node:
+        for i, v in enumerate(node):
+            yield from leaves(v, (*path, str(i)))
+    else:
+        yield path, node
+
+
+def job_dirs() -> list[Path]:
+    return sorted(d for d in RAYJOBS.iterdir() if d.is_dir() and d.name != "common")
+
+
+def test_rayjobs_are_short_kustomizations_over_the_common_rayjob():
+    import yaml
+
+    listed = yaml.safe_load((RAYJOBS / "kustomization.yaml").read_text())["resources"]
+    assert sorted(listed) == [d.name for d in job_dirs()], \
+        "k8s/base/rayjobs/kustomization.yaml must list every job folder, once"
+    for d in job_dirs():
+        assert sorted(p.name for p in d.iterdir()) == ["kustomization.yaml"], f"{d}: one file per job"
+        text = (d / "kustomization.yaml").read_text()
+        assert len(text.splitlines()) < MAX_JOB_LINES, f"{d.name}: a job is a short patch of common/rayjob.yaml"
+        kust = yaml.safe_load(text)
+        assert kust["resources"] == ["../common"] and kust["nameSuffix"] == f"-{d.name}", d.name
+    # The one RayJob manifest in k8s/: no copy of it anywhere (a job adds a folder, not a RayJob).
+    manifests = [p for p in K8S.rglob("*.y*ml")
+                 if any(isinstance(doc, dict) and doc.get("kind") == "RayJob" for doc in ks.load_all(p.read_text()))]
+    assert manifests == [COMMON_RAYJOB], [str(p.relative_to(REPO)) for p in manifests]
+
+
+def test_every_rayjob_is_the_common_rayjob_but_for_name_entrypoint_and_sizes():
+    from fnmatch import fnmatchcase
+
+    def rendered(path: Path) -> list[dict]:
+        out, err, rc = _render(str(path))
+        assert rc == 0, f"kubectl kustomize {path.relative_to(REPO)} failed:\n{err}"
+        return of_kind(ks.load_all(out), "RayJob")
+
+    [common] = rendered(RAYJOBS / "common")
+    base = dict(leaves(common))
+    jobs = rendered(RAYJOBS)
+    assert sorted(j["metadata"]["name"] for j in jobs) == sorted(f"rayrag-{d.name}" for d in job_dirs())
+    for overlay in OVERLAYS:  # every deployed RayJob is one of these
+        assert {j["metadata"]["name"] for j in of_kind(render(overlay), "RayJob")} == \
+            {j["metadata"]["name"] for j in jobs}, overlay
+    problems = []
+    for job in jobs:
+        mine = dict(leaves(job))
+        assert job["metadata"]["labels"]["rayrag/job"] == job["metadata"]["name"].removeprefix("rayrag-")
+        assert "entrypoint" in job["spec"], job["metadata"]["name"]
+        for path in sorted(set(base) | set(mine)):
+            if base.get(path, KeyError) != mine.get(path, KeyError) and not any(
+                    len(path) == len(p) and all(fnmatchcase(a, b) for a, b in zip(path, p)) for p in JOB_MAY_CHANGE):
+                problems.append(f"{job['metadata']['name']}: {'.'.join(path)} = {mine.get(path, '<absent>')!r}, "
+                                f"common/rayjob.yaml: {base.get(path, '<absent>')!r}")
+    assert not problems, ("a job changes what all RayJobs share (change k8s/base/rayjobs/common/rayjob.yaml, "
+                          "or allow it in JOB_MAY_CHANGE):\n" + "\n".join(problems))
+
+
+def test_gpu_overlay_entrypoints_only_add_overrides():
+    """The GPU overlay restates a job's entrypoint to add GPU overrides: the rest must stay the base's."""
+    cpu = {j["metadata"]["name"]: shlex.split(j["spec"]["entrypoint"]) for j in of_kind(render("cpu"), "RayJob")}
+    for job in of_kind(render("gpu"), "RayJob"):
+        argv = shlex.split(job["spec"]["entrypoint"])
+        base = cpu[job["metadata"]["name"]]
+        assert argv[:len(base)] == base, f"{job['metadata']['name']}: GPU entrypoint {argv} is not {base} + overrides"
+        assert all("=" in a for a in argv[len(base):]), argv
 
 
 # ------------------------------------------------------------------------------------------
@@ -354,10 +446,12 @@ def test_rayjob_entrypoints_name_real_jobs_and_configs(overlay):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_train_jobs_read_what_the_mine_job_writes(overlay):
-    jobs = {parse_entrypoint(j["spec"]["entrypoint"])[0]: j for j in of_kind(render(overlay), "RayJob")}
+    rayjobs = of_kind(render(overlay), "RayJob")
+    jobs = {parse_entrypoint(j["spec"]["entrypoint"])[0]: j for j in rayjobs}
+    mined = {job_config(j).output for j in rayjobs if parse_entrypoint(j["spec"]["entrypoint"])[0] == "mine"}
     for name in ("train_dense", "train_reranker"):
         cfg = job_config(jobs[name])
-        assert cfg.examples == job_config(jobs["mine"]).output
+        assert cfg.examples in mined, f"{name} reads {cfg.examples}, which no mine RayJob writes ({mined})"
         assert cfg.use_gpu == (overlay == "gpu") and cfg.bf16 == (overlay == "gpu")
         # Ray Train's storage (checkpoints) must outlive the pods: default <output_dir>/ray on /data
         assert cfg.storage_path is None and cfg.output_dir.startswith("/data/")
@@ -368,8 +462,10 @@ def test_train_jobs_read_what_the_mine_job_writes(overlay):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_index_job_reads_what_encode_job_writes(overlay):
-    jobs = {parse_entrypoint(j["spec"]["entrypoint"])[0]: j for j in of_kind(render(overlay), "RayJob")}
-    assert job_config(jobs["index"]).embeddings == job_config(jobs["encode"]).output_dir
+    rayjobs = of_kind(render(overlay), "RayJob")
+    jobs = {parse_entrypoint(j["spec"]["entrypoint"])[0]: j for j in rayjobs}
+    encoded = {job_config(j).output_dir for j in rayjobs if parse_entrypoint(j["spec"]["entrypoint"])[0] == "encode"}
+    assert job_config(jobs["index"]).embeddings in encoded
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -377,7 +473,7 @@ def test_ray_version_and_image_tags_match_constraints(overlay):
     docs = render(overlay)
     rv = ray_version()
     specs = [s for d in docs for s in ray_cluster_specs(d)]
-    assert len(specs) == 2 + len(EXPECTED_JOBS)  # RayCluster, RayService, one per RayJob
+    assert len(specs) == 2 + len(job_dirs())  # RayCluster, RayService, one per RayJob
     for where, spec in specs:
         assert spec["rayVersion"] == rv, f"{where}: rayVersion {spec['rayVersion']} != ray=={rv}"
     images = {c["image"] for _, _, t in all_pod_templates(docs) for c in containers(t)}
@@ -457,7 +553,7 @@ def test_ray_containers_get_tracking_uri_and_data_volume(overlay):
     data_pvc = one(docs, "PersistentVolumeClaim", "rayrag-data")
     assert data_pvc["spec"]["accessModes"] == ["ReadWriteMany"], "head and workers of every cluster share it"
     ray_templates = [x for x in all_pod_templates(docs) if x[1] == "ray"]
-    assert len(ray_templates) == 2 * (2 + len(EXPECTED_JOBS))
+    assert len(ray_templates) == 2 * (2 + len(job_dirs()))
     for where, _, t in ray_templates:
         claims = {v["name"]: v["persistentVolumeClaim"]["claimName"]
                   for v in t["spec"].get("volumes", []) if "persistentVolumeClaim" in v}
