@@ -323,3 +323,33 @@ def test_running_the_job_again_continues_the_same_run(ray_local, tmp_path, tiny_
     with pytest.raises(ConfigError, match="other lr;"):
         run_train(_cfg(tmp_path, tiny_encoder, examples, data_dir, *common, "max_steps=6", "lr=1e-3"))
     assert json.loads((tmp_path / "out" / "train_config.json").read_text())["max_steps"] == 4
+
+
+def test_an_objective_from_outside_rayrag_trains_on_the_workers(ray_local, tmp_path, tiny_encoder, examples,
+                                                               data_dir, monkeypatch):
+    """Adding an objective takes its loss module and its objective module (which registers
+    itself), named in objective_modules: config, driver and the Ray workers pick it up. The
+    package lives in a temp folder that only this process has on its path, so the workers can
+    import it only because the job ships it (Ray's py_modules)."""
+    from rayrag.train import run_train
+    from rayrag.train.reference import plain_pytorch_run
+
+    from .toy_objective import forget_toy, write_toy_package
+
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    module = write_toy_package(tmp_path / "src", "rayrag_toy_train", "toy_hinge", markers)
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    try:
+        cfg = _cfg(tmp_path, tiny_encoder, examples, data_dir, f"objective_modules=[{module}]", "objective=toy_hinge",
+                   "batch_size=4", "group_size=3", "max_steps=3", "lr=1e-3", "warmup_ratio=0.3")
+        result = run_train(cfg)
+        history = json.loads((tmp_path / "out" / "loss_history.json").read_text())["losses"]
+        # the workers' losses are the toy loss's: the same run in plain PyTorch in this process
+        np.testing.assert_allclose(history, plain_pytorch_run(cfg, 3).losses, rtol=1e-4, atol=1e-5)
+        seen = [json.loads(p.read_text()) for p in markers.glob("*.json")]
+        workers = [m for m in seen if m["pid"] != os.getpid()]
+        assert workers and all(not m["file"].startswith(str(tmp_path / "src")) for m in workers)  # a shipped copy
+        assert (Path(result["model_dir"]) / "modules.json").is_file()
+    finally:
+        forget_toy("rayrag_toy_train", "toy_hinge")

@@ -13,7 +13,8 @@ from .eval.config import EvaluateConfig
 from .encode.mine import MineConfig
 from .index.build import IndexConfig
 from .quickstart import QuickstartConfig
-from .train.config import OBJECTIVES, TrainConfig
+from .train.config import TrainConfig
+from .train.objectives.registry import TRAIN_COMMANDS, command_for, command_objectives
 
 # Job name (module in jobs/) -> its config class; tests load every YAML through this.
 JOB_CONFIGS = {"evaluate": EvaluateConfig, "quickstart": QuickstartConfig, "encode": EncodeConfig,
@@ -125,12 +126,9 @@ def _cmd_mine(args) -> int:
     return 0
 
 
-TRAIN_KINDS = {"train-dense": ("dense",), "train-reranker": ("cross", "llm")}
-
-
 def _train_parser(sub, name: str) -> None:
     dense = name == "train-dense"
-    objectives = sorted(o for o, k in OBJECTIVES.items() if k in TRAIN_KINDS[name])
+    default = TRAIN_COMMANDS[name][1]
     p = sub.add_parser(
         name, help="train a dense embedder with Ray Train + DeepSpeed" if dense else
         "train a cross-encoder or LLM reranker with Ray Train + DeepSpeed",
@@ -138,7 +136,9 @@ def _train_parser(sub, name: str) -> None:
                      "Train a reranker (cross-encoder from an encoder's weights, or an LLM scoring yes/no)")
         + " on mined training examples; checkpoints, resume, MLflow run and an exported model folder.")
     _add_job_args(p)
-    p.add_argument("--objective", choices=objectives, help=f"default {'infonce' if dense else 'lce'}")
+    # No argparse choices: objectives from objective_modules register only when the config loads.
+    p.add_argument("--objective", help=f"a registered objective: {', '.join(command_objectives()[name])} "
+                                       f"(default {default}), or one from objective_modules=[...]")
     p.add_argument("--model", help="built-in name, folder or HF id")
     p.add_argument("--examples", help="training examples .jsonl from `rayrag mine`")
     p.add_argument("--dataset", help="dataset whose corpus holds the documents' text")
@@ -152,11 +152,10 @@ def _train_parser(sub, name: str) -> None:
 def _cmd_train(args) -> int:
     from .train import run_train
 
-    default = [] if args.objective or args.config else [f"objective={'infonce' if args.train_command == 'train-dense' else 'lce'}"]
+    default = [] if args.objective or args.config else [f"objective={TRAIN_COMMANDS[args.train_command][1]}"]
     cfg = _job_config(TrainConfig, args, default)
-    if cfg.kind not in TRAIN_KINDS[args.train_command]:
-        raise RayragError(f"objective {cfg.objective!r} trains a {cfg.kind} model; "
-                          f"use {'train-dense' if cfg.kind == 'dense' else 'train-reranker'}")
+    if cfg.kind not in TRAIN_COMMANDS[args.train_command][0]:
+        raise RayragError(f"objective {cfg.objective!r} trains a {cfg.kind} model; use {command_for(cfg.kind)}")
     run_train(cfg)
     return 0
 

@@ -1,7 +1,8 @@
 """Training on Ray Train (V2) + DeepSpeed: one loop and engine, objectives as plug-ins."""
-from .config import OBJECTIVES, TrainConfig
+from .config import TrainConfig
+from .objectives.registry import get_objective, objective_names, register
 
-__all__ = ["TrainConfig", "OBJECTIVES", "run_train"]
+__all__ = ["TrainConfig", "get_objective", "objective_names", "register", "run_train"]
 
 
 def run_train(cfg: TrainConfig) -> dict:

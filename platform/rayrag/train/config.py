@@ -4,15 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
+from .objectives.registry import ObjectiveSpec, get_objective, import_objective_modules
 
-OBJECTIVES = {
-    # objective -> model kind it trains
-    "infonce": "dense",  # contrastive, in-batch + mined hard negatives
-    "kl": "dense",  # listwise distillation from teacher scores in the examples
-    "margin_mse": "dense",  # pairwise distillation from teacher scores
-    "lce": "cross",  # cross-encoder, localized contrastive estimation over [pos, negs]
-    "llm_yesno": "llm",  # LLM reranker: SFT on "yes"/"no" after a relevance prompt
-}
 SCHEDULES = ("linear", "cosine", "constant")
 
 
@@ -39,7 +32,10 @@ class TrainEvalConfig:
 
 @dataclass
 class TrainConfig:
-    objective: str = "infonce"
+    objective: str = "infonce"  # a registered objective (train/objectives/registry.py)
+    # modules that register further objectives (`rayrag.train.objectives.register`), imported
+    # before the name is looked up; the job ships their top-level packages to the Ray workers
+    objective_modules: list[str] = field(default_factory=list)
     model: str = "minilm"  # built-in name, folder or HF id
     examples: str = "out/mine/scifact-train-bm25.jsonl"  # from the mine job
     dataset: str = "scifact"  # its corpus gives the documents' text
@@ -96,12 +92,16 @@ class TrainConfig:
         return self.inference_max_length or self.doc_max_length
 
     @property
+    def spec(self) -> ObjectiveSpec:
+        return get_objective(self.objective)
+
+    @property
     def kind(self) -> str:
-        return OBJECTIVES[self.objective]
+        return self.spec.kind
 
     def validate(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"objective must be one of {sorted(OBJECTIVES)}, got {self.objective!r}")
+        import_objective_modules(self.objective_modules)
+        spec = self.spec  # an unknown objective fails here
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.zero_stage not in (0, 1, 2, 3):
@@ -114,12 +114,16 @@ class TrainConfig:
             raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.checkpoint_every < 0 or self.max_failures < 0:
             raise ConfigError("checkpoint_every and max_failures must be >= 0")
-        if self.group_size < 1 or (self.kind != "dense" and self.group_size < 2) or \
-                (self.objective in ("kl", "margin_mse") and self.group_size < 2):
-            raise ConfigError(f"group_size must be >= 2 for objective {self.objective!r} "
-                              f"(a positive and at least one negative), got {self.group_size}")
-        if self.objective == "margin_mse" and self.group_size != 2:
-            raise ConfigError("margin_mse compares one positive with one negative: set group_size=2")
+        if spec.min_group_size == spec.max_group_size != self.group_size:
+            raise ConfigError(f"objective {self.objective!r} takes exactly {spec.min_group_size} documents per "
+                              f"query: set group_size={spec.min_group_size}")
+        if self.group_size < spec.min_group_size:
+            why = f" (a positive and {spec.min_group_size - 1} negative(s))" if spec.min_group_size > 1 else ""
+            raise ConfigError(f"group_size must be >= {spec.min_group_size} for objective "
+                              f"{self.objective!r}{why}, got {self.group_size}")
+        if spec.max_group_size is not None and self.group_size > spec.max_group_size:
+            raise ConfigError(f"group_size must be <= {spec.max_group_size} for objective {self.objective!r}, "
+                              f"got {self.group_size}")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.lr <= 0 or self.temperature <= 0 or self.cpus_per_worker <= 0:

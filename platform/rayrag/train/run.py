@@ -30,7 +30,7 @@ def prepare_data(cfg: TrainConfig) -> dict:
         evaluation = load_beir(folder, cfg.eval.split)
     corpus = evaluation.corpus if evaluation else load_corpus(folder / "corpus.jsonl")
     examples = load_examples(cfg.examples, set(corpus), need_negatives=cfg.group_size > 1,
-                             need_teacher=cfg.objective in ("kl", "margin_mse"))
+                             need_teacher=cfg.spec.needs_teacher_scores)
     needed = {d for ex in examples for d in (*ex.positives, *ex.negatives[:cfg.negatives_from_top])}
     check_plan(BatchPlan(len(examples), cfg.batch_size, cfg.num_workers, cfg.grad_accum))
     return {"examples": examples, "text": {d: corpus[d].full_text for d in needed}, "eval": evaluation}
@@ -90,7 +90,8 @@ def run_train(cfg: TrainConfig) -> dict:
                                              resources_per_worker=resources),
                 run_config=RunConfig(name="train", storage_path=str(storage),
                                      failure_config=FailureConfig(max_failures=cfg.max_failures),
-                                     checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints)),
+                                     checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
+                                     worker_runtime_env=_worker_runtime_env(cfg)),
             )
             result = trainer.fit()
             wall = time.perf_counter() - t0
@@ -120,6 +121,30 @@ def run_train(cfg: TrainConfig) -> dict:
     finally:
         if started:
             ray.shutdown()
+
+
+def _worker_runtime_env(cfg: TrainConfig) -> dict:
+    """Ship the packages of ``objective_modules`` to the workers as Ray ``py_modules``.
+
+    Ray uploads local ``py_modules`` only for a job's own runtime_env (``ray.init``, ``ray job
+    submit``); an actor's must already name uploaded packages, so they are uploaded here the way
+    ``ray.init`` does it (content-addressed: an unchanged package is uploaded once). A field set
+    here replaces the job's own, so the job's ``py_modules`` are kept in front.
+    """
+    import tempfile
+
+    import ray
+    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed  # Ray pinned: constraints.txt
+
+    from .objectives.registry import modules_to_ship
+
+    ours = modules_to_ship(cfg.objective_modules)
+    if not ours:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="rayrag-py-modules-") as scratch:
+        uris = upload_py_modules_if_needed({"py_modules": ours}, include_gitignore=True, scratch_dir=scratch)
+    theirs = ray.get_runtime_context().runtime_env.get("py_modules") or []
+    return {"py_modules": [*theirs, *uris["py_modules"]]}
 
 
 def _check_resources(cfg: TrainConfig, have: dict) -> None:

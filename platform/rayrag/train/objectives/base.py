@@ -1,9 +1,10 @@
 """What an objective provides to the shared training loop.
 
-A new objective (LREM, DiSCo, ...) is a loss in ``rayrag.losses`` plus one of these: how to
-build the trainable module, turn example groups into tensors, compute the loss through the
-engine, export a loadable folder, and evaluate. The loop, engine, checkpoints, fault tolerance
-and tracking stay the same.
+A new objective (LREM, DiSCo, ...) is a loss in ``rayrag.losses`` plus a registry entry
+(``registry.ObjectiveSpec``) naming one of these: how to build the trainable module, turn
+example groups into tensors, compute the loss through the engine, export a loadable folder,
+and evaluate. An objective of an existing model kind reuses its class with another loss. The
+loop, engine, checkpoints, fault tolerance and tracking stay the same.
 """
 from __future__ import annotations
 
@@ -24,7 +25,10 @@ from ..examples import Group
 
 class Objective(ABC):
     def __init__(self, cfg: TrainConfig):
+        from .registry import get_objective
+
         self.cfg = cfg
+        self.spec = get_objective(cfg.objective)  # its loss is what ``loss`` calls
         self.tokenizer = None
         self.eval_data = None  # BeirDataset of cfg.eval.split, set by the loop
 

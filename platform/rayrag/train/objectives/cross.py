@@ -16,6 +16,7 @@ from ...losses import localized_contrastive
 from ...models.reranker import write_meta
 from ..examples import Group
 from .base import RerankerObjective, enable_checkpointing
+from .registry import ObjectiveSpec, register
 
 
 class CrossEncoderObjective(RerankerObjective):
@@ -35,8 +36,9 @@ class CrossEncoderObjective(RerankerObjective):
         return self._pairs([g.query for g in groups for _ in g.docs], [t for g in groups for t in g.docs])
 
     def loss(self, engine, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A cross-encoder loss is called as ``loss(scores)``: [Q, g], each row's positive first."""
         logits = engine(**batch).logits.float().view(-1, self.cfg.group_size)  # [Q, g]
-        return localized_contrastive(logits)
+        return self.spec.loss(logits)
 
     def save(self, module: torch.nn.Module, folder: Path) -> None:
         module.save_pretrained(folder, safe_serialization=True)
@@ -46,3 +48,7 @@ class CrossEncoderObjective(RerankerObjective):
     def score_batch(self, module: torch.nn.Module, query: str, docs: list[str], device) -> np.ndarray:
         enc = {k: v.to(device) for k, v in self._pairs([query] * len(docs), docs, self.cfg.max_length).items()}
         return module(**enc).logits[:, 0].float().cpu().numpy()  # [B]
+
+
+register(ObjectiveSpec("lce", "cross", localized_contrastive, CrossEncoderObjective, min_group_size=2,
+                       summary="localized contrastive estimation over each query's [positive, negatives]"))

@@ -17,6 +17,7 @@ from ...losses import infonce, kl_listwise, margin_mse
 from ...models.dense import POOLINGS, pool
 from ..examples import Group
 from .base import Objective, apply_lora, enable_checkpointing, eval_mode, unwrap_peft
+from .registry import ObjectiveSpec, register
 
 ST_POOLING = {"mean": "mean", "cls": "cls", "last": "lasttoken"}
 
@@ -73,15 +74,15 @@ class DenseObjective(Objective):
         return batch
 
     def loss(self, engine, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        cfg = self.cfg
+        """The registered loss on this batch's embeddings.
+
+        A dense objective's loss is called as ``loss(q, d, teacher, cfg)``: q [Q, H] and d [Q*g, H]
+        L2-normalised, each query's g documents in a row with its positive first; teacher [Q, g]
+        scores when the examples carry them, else None; cfg the TrainConfig. Returns a scalar.
+        """
         teacher = batch.pop("teacher", None)
         q, d = engine(**batch)  # [Q, H], [Q*g, H]
-        if cfg.objective == "infonce":
-            return infonce(q, d, cfg.temperature, cfg.group_size, gather=cfg.gather_negatives)
-        scores = torch.einsum("qh,qgh->qg", q, d.view(q.shape[0], cfg.group_size, -1))  # [Q, g] cosine
-        if cfg.objective == "kl":
-            return kl_listwise(scores / cfg.temperature, teacher)
-        return margin_mse(scores[:, 0], scores[:, 1], teacher[:, 0], teacher[:, 1])
+        return self.spec.loss(q, d, teacher, self.cfg)
 
     def save(self, module: torch.nn.Module, folder: Path) -> None:
         from sentence_transformers import SentenceTransformer
@@ -127,3 +128,30 @@ class DenseObjective(Objective):
 
         dim = module.backbone.config.hidden_size
         return encode_in_order(texts, 64, fn, dim, desc="eval-encode")
+
+
+def group_scores(q: torch.Tensor, d: torch.Tensor, group_size: int) -> torch.Tensor:
+    """[Q, H] queries x [Q*g, H] documents -> [Q, g] cosine of each query with its own group."""
+    return torch.einsum("qh,qgh->qg", q, d.view(q.shape[0], group_size, -1))
+
+
+def _infonce(q, d, teacher, cfg) -> torch.Tensor:
+    return infonce(q, d, cfg.temperature, cfg.group_size, gather=cfg.gather_negatives)
+
+
+def _kl(q, d, teacher, cfg) -> torch.Tensor:
+    return kl_listwise(group_scores(q, d, cfg.group_size) / cfg.temperature, teacher)
+
+
+def _margin_mse(q, d, teacher, cfg) -> torch.Tensor:
+    scores = group_scores(q, d, cfg.group_size)  # [Q, 2]
+    return margin_mse(scores[:, 0], scores[:, 1], teacher[:, 0], teacher[:, 1])
+
+
+register(ObjectiveSpec("infonce", "dense", _infonce, DenseObjective,
+                       summary="contrastive: in-batch (all workers') + mined hard negatives"))
+register(ObjectiveSpec("kl", "dense", _kl, DenseObjective, needs_teacher_scores=True, min_group_size=2,
+                       summary="listwise distillation from the examples' teacher scores"))
+register(ObjectiveSpec("margin_mse", "dense", _margin_mse, DenseObjective, needs_teacher_scores=True,
+                       min_group_size=2, max_group_size=2,
+                       summary="pairwise distillation: one positive against one negative"))

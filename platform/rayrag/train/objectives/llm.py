@@ -11,6 +11,7 @@ from ...losses import yes_no_sft
 from ...models.reranker import LLM_PROMPT, llm_pair_inputs, load_llm_tokenizer, write_meta, yes_no_ids
 from ..examples import Group
 from .base import RerankerObjective, apply_lora, enable_checkpointing, unwrap_peft
+from .registry import ObjectiveSpec, register
 
 
 class LLMRerankerObjective(RerankerObjective):
@@ -38,8 +39,9 @@ class LLMRerankerObjective(RerankerObjective):
         return model(**batch, logits_to_keep=1).logits[:, -1]  # [N, V]
 
     def loss(self, engine, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """An LLM reranker loss is called as ``loss(next_token_logits [N, V], relevant [N], yes_id, no_id)``."""
         relevant = batch.pop("relevant")
-        return yes_no_sft(self._last_logits(engine, batch), relevant, self.yes_id, self.no_id)
+        return self.spec.loss(self._last_logits(engine, batch), relevant, self.yes_id, self.no_id)
 
     def save(self, module: torch.nn.Module, folder: Path) -> None:
         unwrap_peft(module).save_pretrained(folder, safe_serialization=True)
@@ -50,3 +52,7 @@ class LLMRerankerObjective(RerankerObjective):
         enc = {k: v.to(device) for k, v in self._inputs([query] * len(docs), docs, self.cfg.max_length).items()}
         logits = self._last_logits(module, enc)  # [B, V]
         return (logits[:, self.yes_id] - logits[:, self.no_id]).float().cpu().numpy()
+
+
+register(ObjectiveSpec("llm_yesno", "llm", yes_no_sft, LLMRerankerObjective, min_group_size=2,
+                       summary='SFT of a causal LM on " yes"/" no" after a relevance prompt'))
