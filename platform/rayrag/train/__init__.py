@@ -1,8 +1,8 @@
 """Training on Ray Train (V2) + DeepSpeed: one loop and engine, objectives as plug-ins."""
 from .config import TrainConfig
-from .objectives.registry import get_objective, objective_names, register
+from .objectives.registry import ObjectiveSpec, get_objective, objective_names, register
 
-__all__ = ["TrainConfig", "get_objective", "objective_names", "register", "run_train"]
+__all__ = ["TrainConfig", "ObjectiveSpec", "get_objective", "objective_names", "register", "run_train"]
 
 
 def run_train(cfg: TrainConfig) -> dict:
