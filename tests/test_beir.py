@@ -8,7 +8,7 @@ from rayrag.errors import DataError
 
 def test_scifact_loads_as_published(data_dir):
     test = load_beir(data_dir / "scifact", "test")
-    train = load_beir(data_dir / "scifact", "train")
+    train = load_beir(data_dir / "scifact", "train_all")  # all of qrels/train.tsv, dev included
     assert len(test.corpus) == 5183
     assert (len(test.queries), sum(map(len, test.qrels.values()))) == (300, 339)
     assert (len(train.queries), sum(map(len, train.qrels.values()))) == (809, 919)

@@ -38,7 +38,7 @@ def test_console_script_is_installed():
     (["evaluate", "depth=-1"], "depth must be >= 1"),
     (["evaluate", "--dataset", "nfcorpus"], "dataset 'nfcorpus' not found"),
     (["models", "resolve", "not-a-model"], "unknown model"),
-    (["data", "check", "scifact", "--split", "dev"], "split 'dev' not found"),
+    (["data", "check", "scifact", "--split", "validation"], "split 'validation' not found"),
     (["train-dense", "objective=lce"], "use train-reranker"),
     (["train-reranker", "--examples", "/nonexistent/train.jsonl"], "training examples not found"),
     (["train-reranker", "--model", "not-a-model"], "unknown model"),
@@ -54,3 +54,5 @@ def test_errors_exit_2_with_one_clear_line(argv, message, capsys, monkeypatch, d
 def test_data_check(capsys, data_dir):
     assert main(["data", "check", "scifact", "--data-dir", str(data_dir)]) == 0
     assert "docs=5183, queries=300" in capsys.readouterr().out
+    assert main(["data", "check", "scifact", "--split", "dev", "--data-dir", str(data_dir)]) == 0
+    assert "split='dev', docs=5183, queries=100" in capsys.readouterr().out  # held out of train

@@ -61,6 +61,32 @@ def test_examples_without_negatives_are_skipped_not_fatal(tmp_path):
         load_examples(_write(tmp_path, [_ex(neg=())]), CORPUS, True, False)
 
 
+def test_the_train_job_drops_dev_queries_from_the_examples(tmp_path, data_dir):
+    """Examples of dev queries (here, from a file mined on train_all) are never trained on."""
+    from rayrag.data import load_beir
+    from rayrag.train.run import prepare_data
+
+    every = load_beir(data_dir / "scifact", "train_all")
+    dev = set(load_beir(data_dir / "scifact", "dev").queries)
+    qids = sorted(every.queries)[:60]
+    lines = [{"query_id": q, "query": every.queries[q], "positives": [{"id": d} for d in every.qrels[q]],
+              "negatives": [{"id": "4983"}]} for q in qids]
+    path = _write(tmp_path, lines)
+    in_dev = [q for q in qids if q in dev]
+    assert 0 < len(in_dev) < len(qids)
+    common = [f"examples={path}", f"data_dir={data_dir}", "batch_size=2", "group_size=2", "eval.split=null"]
+    data = prepare_data(load_config(TrainConfig, None, common))
+    assert data["held_out_examples"] == len(in_dev)
+    assert [ex.query_id for ex in data["examples"]] == [q for q in qids if q not in dev]
+    data = prepare_data(load_config(TrainConfig, None, [*common, "holdout=null"]))
+    assert data["held_out_examples"] == 0 and len(data["examples"]) == len(qids)
+    # without query ids there is no telling which examples are dev queries
+    _write(tmp_path, [{k: v for k, v in line.items() if k != "query_id"} for line in lines])
+    with pytest.raises(DataError, match="without 'query_id'.*holdout=null"):
+        prepare_data(load_config(TrainConfig, None, common))
+    assert load_config(TrainConfig, None, []).eval.split == "dev"  # evaluation during training too
+
+
 def test_worker_shards_concatenate_to_the_single_process_batch():
     plan1, plan2 = BatchPlan(50, 8, 1, 1), BatchPlan(50, 4, 2, 1)
     order = plan1.order(seed=3, epoch=1)

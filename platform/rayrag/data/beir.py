@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from .jsonl import read_jsonl, read_qrels, require_file
+from .splits import missing_split, split_source
 
 
 @dataclass(frozen=True)
@@ -105,16 +106,21 @@ def load_qrels(path: Path, queries: dict, corpus: dict) -> dict[str, dict[str, i
 
 
 def load_beir(path: str | Path, split: str = "test") -> BeirDataset:
-    """Load one split of a BEIR dataset folder. Queries are limited to those judged in the split."""
+    """Load one split of a BEIR dataset folder. Queries are limited to those judged in the split.
+
+    ``dev``, ``train`` and ``train_all`` of a dataset without ``qrels/dev.tsv`` are carved out of
+    ``qrels/train.tsv`` (``data/splits.py``): dev is a fixed subset, train the rest.
+    """
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"dataset folder not found: {path}")
-    qrels_path = path / "qrels" / f"{split}.tsv"
-    if not qrels_path.is_file():
-        have = sorted(p.stem for p in (path / "qrels").glob("*.tsv")) if (path / "qrels").is_dir() else []
-        raise DataError(f"split {split!r} not found: {qrels_path} is missing (splits here: {', '.join(have) or 'none'})")
+    source = split_source(path, split)
+    if not source.qrels.is_file():
+        raise missing_split(path, split, source)
     corpus = load_corpus(path / "corpus.jsonl")
     all_queries = load_queries(path / "queries.jsonl")
-    qrels = load_qrels(qrels_path, all_queries, corpus)
+    qrels = source.select(load_qrels(source.qrels, all_queries, corpus))
+    if not qrels:
+        raise DataError(f"split {split!r} of {path} has no queries")
     queries = {qid: all_queries[qid] for qid in qrels}
     return BeirDataset(path.name, split, corpus, queries, qrels, path)

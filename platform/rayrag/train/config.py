@@ -21,7 +21,7 @@ class LoraConfig:
 @dataclass
 class TrainEvalConfig:
     """End-of-epoch evaluation on rank 0 (never used to pick checkpoints)."""
-    split: str | None = "test"  # None: no evaluation during training
+    split: str | None = "dev"  # None: no evaluation during training; test is for the final report
     every_epochs: int = 1
     before_training: bool = False  # also evaluate the untrained model: the baseline in the same run
     metric: str = "ndcg@10"
@@ -39,6 +39,9 @@ class TrainConfig:
     model: str = "minilm"  # built-in name, folder or HF id
     examples: str = "out/mine/scifact-train-bm25.jsonl"  # from the mine job
     dataset: str = "scifact"  # its corpus gives the documents' text
+    # examples of this split's queries are dropped, never trained on (dev: data/splits.py);
+    # null trains on every example (a final model on train_all, once settings are chosen on dev)
+    holdout: str | None = "dev"
     data_dir: str | None = None
     output_dir: str = "out/train/minilm"
     # scale

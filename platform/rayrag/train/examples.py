@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Collection
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from ..errors import DataError
 
 @dataclass(frozen=True)
 class Example:
-    query_id: str
+    query_id: str | None  # None when the line has none
     query: str
     positives: tuple[str, ...]
     negatives: tuple[str, ...]  # best-ranked first
@@ -60,11 +61,24 @@ def load_examples(path: str | Path, corpus_ids: set[str], need_negatives: bool,
             teacher = {d["id"]: float(d["teacher_score"]) for d in (*pos, *neg)}
         if need_negatives and not neg:
             continue  # no negative to contrast with: skipped
-        out.append(Example(str(obj.get("query_id", lineno)), query, tuple(d["id"] for d in pos),
+        qid = obj.get("query_id")
+        out.append(Example(None if qid is None else str(qid), query, tuple(d["id"] for d in pos),
                            tuple(d["id"] for d in neg), teacher))
     if not out:
         raise DataError(f"{path}: no usable training examples")
     return out
+
+
+def drop_held_out(examples: list[Example], held: Collection[str], path: str | Path,
+                  split: str) -> tuple[list[Example], int]:
+    """Examples of queries outside ``held`` (a split's query ids, e.g. dev) and how many were dropped."""
+    if held and any(ex.query_id is None for ex in examples):
+        raise DataError(f"{path}: examples without 'query_id' cannot be checked against the {split} queries "
+                        f"held out of training; add query ids, or set holdout=null to train on every example")
+    kept = [ex for ex in examples if ex.query_id not in held]
+    if not kept:
+        raise DataError(f"{path}: every example is a {split} query, held out of training")
+    return kept, len(examples) - len(kept)
 
 
 def _docs(obj: dict, key: str, where: str) -> list[dict]:

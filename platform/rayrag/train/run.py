@@ -13,14 +13,15 @@ import time
 from pathlib import Path
 
 from ..config import to_dict
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .config import TrainConfig
-from .examples import BatchPlan, check_plan, load_examples
+from .examples import BatchPlan, check_plan, drop_held_out, load_examples
 
 
 def prepare_data(cfg: TrainConfig) -> dict:
     from ..data import dataset_dir, load_beir
     from ..data.beir import load_corpus
+    from ..data.splits import split_query_ids
 
     folder = dataset_dir(cfg.dataset, cfg.data_dir)
     evaluation = None
@@ -31,9 +32,21 @@ def prepare_data(cfg: TrainConfig) -> dict:
     corpus = evaluation.corpus if evaluation else load_corpus(folder / "corpus.jsonl")
     examples = load_examples(cfg.examples, set(corpus), need_negatives=cfg.group_size > 1,
                              need_teacher=cfg.spec.needs_teacher_scores)
+    held_out = 0
+    if cfg.holdout:
+        # Mining `train` already leaves dev out; this also covers files mined from train_all or
+        # elsewhere, so an example of a dev query is never trained on.
+        try:
+            held = split_query_ids(folder, cfg.holdout)
+        except DataError as e:
+            raise DataError(f"holdout={cfg.holdout}: {e}; set holdout=null to train on every example") from None
+        examples, held_out = drop_held_out(examples, held, cfg.examples, cfg.holdout)
+        print(f"[train] dropped {held_out} examples of {cfg.holdout} queries from {cfg.examples}; "
+              f"{len(examples)} left", flush=True)
     needed = {d for ex in examples for d in (*ex.positives, *ex.negatives[:cfg.negatives_from_top])}
     check_plan(BatchPlan(len(examples), cfg.batch_size, cfg.num_workers, cfg.grad_accum))
-    return {"examples": examples, "text": {d: corpus[d].full_text for d in needed}, "eval": evaluation}
+    return {"examples": examples, "text": {d: corpus[d].full_text for d in needed}, "eval": evaluation,
+            "held_out_examples": held_out}
 
 
 # Settings a rerun may change and still resume the run in its output_dir: where and how it runs,
@@ -99,7 +112,8 @@ def run_train(cfg: TrainConfig) -> dict:
                 raise result.error
             history = json.loads((out / "loss_history.json").read_text())
             metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
-            summary = {"wall_s": wall, "examples": len(data["examples"]), "total_steps": history["total_steps"],
+            summary = {"wall_s": wall, "examples": len(data["examples"]),
+                       "held_out_examples": data["held_out_examples"], "total_steps": history["total_steps"],
                        **{k: v for k, v in metrics.items() if k.startswith("eval")},
                        "resumed_from_step": metrics.get("resumed_from_step")}
             jr.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
