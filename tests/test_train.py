@@ -330,18 +330,27 @@ def test_an_objective_from_outside_rayrag_trains_on_the_workers(ray_local, tmp_p
     """Adding an objective takes its loss module and its objective module (which registers
     itself), named in objective_modules: config, driver and the Ray workers pick it up. The
     package lives in a temp folder that only this process has on its path, so the workers can
-    import it only because the job ships it (Ray's py_modules)."""
+    import it only because the job ships it (Ray's py_modules). The examples also hold three
+    dev queries, which the job drops and counts."""
+    from mlflow import MlflowClient
+
+    from rayrag.data import load_beir
     from rayrag.train import run_train
     from rayrag.train.reference import plain_pytorch_run
 
     from .toy_objective import forget_toy, write_toy_package
 
+    dev = load_beir(data_dir / "scifact", "dev")
+    with_dev = tmp_path / "with-dev.jsonl"
+    with_dev.write_text(examples.read_text() + "".join(json.dumps({
+        "query_id": q, "query": dev.queries[q], "positives": [{"id": d} for d in dev.qrels[q]],
+        "negatives": [{"id": "4983"}, {"id": "5836"}]}) + "\n" for q in sorted(dev.queries)[:3]))
     markers = tmp_path / "markers"
     markers.mkdir()
     module = write_toy_package(tmp_path / "src", "rayrag_toy_train", "toy_hinge", markers)
     monkeypatch.syspath_prepend(str(tmp_path / "src"))
     try:
-        cfg = _cfg(tmp_path, tiny_encoder, examples, data_dir, f"objective_modules=[{module}]", "objective=toy_hinge",
+        cfg = _cfg(tmp_path, tiny_encoder, with_dev, data_dir, f"objective_modules=[{module}]", "objective=toy_hinge",
                    "batch_size=4", "group_size=3", "max_steps=3", "lr=1e-3", "warmup_ratio=0.3")
         result = run_train(cfg)
         history = json.loads((tmp_path / "out" / "loss_history.json").read_text())["losses"]
@@ -351,5 +360,8 @@ def test_an_objective_from_outside_rayrag_trains_on_the_workers(ray_local, tmp_p
         workers = [m for m in seen if m["pid"] != os.getpid()]
         assert workers and all(not m["file"].startswith(str(tmp_path / "src")) for m in workers)  # a shipped copy
         assert (Path(result["model_dir"]) / "modules.json").is_file()
+        assert result["examples"] == 24 and result["held_out_examples"] == 3
+        run = MlflowClient(result["tracking_uri"]).get_run(result["mlflow_run_id"])
+        assert run.data.metrics["held_out_examples"] == 3
     finally:
         forget_toy("rayrag_toy_train", "toy_hinge")
