@@ -126,19 +126,30 @@ def _cmd_mine(args) -> int:
     return 0
 
 
+class _TrainHelp(argparse.HelpFormatter):
+    """Lists the registered objectives only when help is shown: finding them imports the
+    objective modules (torch), which every other command would otherwise pay for at startup."""
+
+    def _get_help_string(self, action):
+        if action.dest != "objective":
+            return super()._get_help_string(action)
+        command = self._prog.split()[-1]
+        return (f"a registered objective: {', '.join(command_objectives()[command])} "
+                f"(default {TRAIN_COMMANDS[command][1]}), or one from objective_modules=[...]")
+
+
 def _train_parser(sub, name: str) -> None:
     dense = name == "train-dense"
-    default = TRAIN_COMMANDS[name][1]
     p = sub.add_parser(
         name, help="train a dense embedder with Ray Train + DeepSpeed" if dense else
         "train a cross-encoder or LLM reranker with Ray Train + DeepSpeed",
         description=("Fine-tune a bi-encoder (encoder-only or decoder LLM embedder)" if dense else
                      "Train a reranker (cross-encoder from an encoder's weights, or an LLM scoring yes/no)")
-        + " on mined training examples; checkpoints, resume, MLflow run and an exported model folder.")
+        + " on mined training examples; checkpoints, resume, MLflow run and an exported model folder.",
+        formatter_class=_TrainHelp)
     _add_job_args(p)
     # No argparse choices: objectives from objective_modules register only when the config loads.
-    p.add_argument("--objective", help=f"a registered objective: {', '.join(command_objectives()[name])} "
-                                       f"(default {default}), or one from objective_modules=[...]")
+    p.add_argument("--objective", help="(listed by _TrainHelp)")
     p.add_argument("--model", help="built-in name, folder or HF id")
     p.add_argument("--examples", help="training examples .jsonl from `rayrag mine`")
     p.add_argument("--dataset", help="dataset whose corpus holds the documents' text")
