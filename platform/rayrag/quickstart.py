@@ -57,6 +57,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     load_beir(dataset_dir(cfg.dataset, cfg.data_dir), cfg.split)  # bad data fails before any work
     out = Path(cfg.output_dir)
     common = dict(dataset=cfg.dataset, data_dir=cfg.data_dir, num_actors=cfg.num_actors, experiment=cfg.experiment)
+    keep = cfg.serve and _keep_serving(cfg)
     started = init_ray()
     steps = 5 if cfg.serve else 4
     try:
@@ -83,10 +84,9 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         if cfg.serve:
             print(f"[quickstart] 5/{steps} serve the Flat index with Ray Serve", flush=True)
             result["serve"] = _serve(cfg, out / "index-flat")
-        print_summary(cfg, result)
-        if cfg.serve and _keep_serving(cfg):
+        if keep:  # the table now: what follows is serving until Ctrl-C
+            print_summary(cfg, result)
             _wait_for_ctrl_c(result["serve"]["url"])
-        return result
     finally:
         if cfg.serve:
             from ray import serve
@@ -95,6 +95,9 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
                 serve.shutdown()
         if started:
             ray.shutdown()
+    if not keep:  # after Ray's shutdown messages, so the table is the last thing said
+        print_summary(cfg, result)
+    return result
 
 
 def _serve(cfg: QuickstartConfig, index: Path) -> dict:
