@@ -156,24 +156,6 @@ def test_resources_are_checked_before_waiting(ray_local, tmp_path, tiny_encoder,
         run_train(_cfg(tmp_path, tiny_encoder, examples, data_dir, "use_gpu=true"))
 
 
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory) -> Path:
-    """A 2-layer Llama from a config with SmolLM2's real tokenizer (and chat template)."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from rayrag.assets import resolve_model
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tok = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m").path)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
-    LlamaForCausalLM(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
-
-
 def test_train_reranker_job_exports_a_cross_encoder_and_registers_it(tmp_path, tiny_encoder, examples, data_dir):
     import subprocess
     import sys

@@ -1,15 +1,13 @@
-"""Training data, configs, schedules and the reranking losses: no Ray needed."""
+"""Training data, configs and schedules: no Ray needed."""
 from __future__ import annotations
 
 import json
 
 import numpy as np
 import pytest
-import torch
 
 from rayrag.config import load_config
 from rayrag.errors import ConfigError, DataError
-from rayrag.losses import localized_contrastive, yes_no_sft
 from rayrag.train.config import TrainConfig
 from rayrag.train.engine import lr_lambda
 from rayrag.train.examples import BatchPlan, Example, check_plan, load_examples, make_group
@@ -142,20 +140,3 @@ def test_schedules():
     assert c(0) == pytest.approx(1.0) and c(50) == pytest.approx(0.5) and c(100) == pytest.approx(0.0)
     assert lr_lambda("constant", 5, 100)(80) == 1.0
 
-
-def test_lce_is_group_softmax_cross_entropy():
-    scores = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0]])
-    expected = -(torch.log_softmax(scores, -1)[:, 0]).mean()
-    assert localized_contrastive(scores).item() == pytest.approx(expected.item())
-    with pytest.raises(ValueError, match="g>=2"):
-        localized_contrastive(torch.zeros(3, 1))
-
-
-def test_yes_no_sft_targets_the_answer_token():
-    logits = torch.zeros(2, 10)
-    logits[0, 3] = 5.0  # row 0 says "yes" (id 3); row 1 says nothing
-    loss_right = yes_no_sft(logits, torch.tensor([True, False]), yes_id=3, no_id=4)
-    loss_wrong = yes_no_sft(logits, torch.tensor([False, False]), yes_id=3, no_id=4)
-    assert loss_right < loss_wrong
-    expected = (-torch.log_softmax(logits[0], -1)[3] - torch.log_softmax(logits[1], -1)[4]) / 2
-    assert loss_right.item() == pytest.approx(expected.item())

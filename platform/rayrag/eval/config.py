@@ -26,13 +26,15 @@ class EvaluateConfig:
     rerank_depth: int = 100  # first-stage documents the reranker re-scores
     rerank_batch_size: int = 32
     # each w adds "<label>>>rerank+first@w": w * reranker + (1 - w) * first stage, both min-max
-    # normalised per query over the reranked top (search.rerank.interpolate); one reranker pass
+    # normalised per query over the reranked top (search.rerank.interpolate); one reranker pass;
+    # 0 <= w <= 1, the rule Serve's rerank_interpolate follows (search.rerank.check_interpolation_weight)
     rerank_interpolate: list[float] = field(default_factory=list)
     experiment: str = "rayrag"
     options: RetrieverOptions = field(default_factory=RetrieverOptions)
 
     def validate(self) -> None:
         from ..search.registry import split_label, validate_spec
+        from ..search.rerank import check_interpolation_weight
 
         if not self.retrievers:
             raise ConfigError("retrievers: give at least one retriever")
@@ -52,8 +54,11 @@ class EvaluateConfig:
                 raise ConfigError(f"metrics: {m} needs depth >= {k}, but depth is {self.depth}")
         if self.rerank_depth < 1 or self.rerank_batch_size < 1:
             raise ConfigError("rerank_depth and rerank_batch_size must be >= 1")
-        if any(not 0 < w < 1 for w in self.rerank_interpolate):
-            raise ConfigError(f"rerank_interpolate: weights must be in (0, 1), got {self.rerank_interpolate}")
+        for w in self.rerank_interpolate:
+            try:
+                check_interpolation_weight(w)
+            except ValueError as e:
+                raise ConfigError(f"rerank_interpolate: {e}") from None
         if self.rerank_interpolate and not self.rerank:
             raise ConfigError("rerank_interpolate needs a reranker (rerank)")
         if self.rerank is not None and not self.rerank.strip():

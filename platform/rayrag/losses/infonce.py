@@ -10,23 +10,15 @@ become negatives for every worker's queries. Documents are all-gathered *with* g
 document matrix, and the positive of local query i sits at column ``rank * D_local + i*g``.
 The per-worker loss is the mean over local queries; since DDP/DeepSpeed average gradients
 over workers, the effective gradient equals that of the single-process loss over the global
-batch (tests/test_losses.py checks loss and gradients against that reference).
+batch (tests/losses/test_infonce.py checks loss and gradients against that reference).
+The gather itself lives in ``rayrag.distributed``.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """All-gather along dim 0 keeping the autograd graph (identity without torch.distributed)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x), dim=0)
+from ..distributed import gather_with_grad, rank
 
 
 def infonce(q: torch.Tensor, d: torch.Tensor, temperature: float = 0.05, group_size: int | None = None,
@@ -49,10 +41,7 @@ def infonce(q: torch.Tensor, d: torch.Tensor, temperature: float = 0.05, group_s
         raise ValueError(f"expected {q.shape[0]} x {g} documents, got {d.shape[0]}")
     offset = 0
     if gather:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            offset = dist.get_rank() * d.shape[0]
+        offset = rank() * d.shape[0]  # this worker's documents start here in the gathered matrix
         d = gather_with_grad(d)  # [W * Q * g, H]
     scores = q @ d.T / temperature  # [Q, W * Q * g]
     target = offset + torch.arange(q.shape[0], device=q.device) * g  # [Q]

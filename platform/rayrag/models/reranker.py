@@ -10,7 +10,8 @@ Two kinds, both plain HF folders so other tools load them too:
   LLM rerankers and monoT5's "true"/"false" scoring, Nogueira et al. 2020).
 
 A trained folder carries ``rayrag_reranker.json`` (kind, max_length, prompt) so loading needs
-no extra flags.
+no extra flags. This module loads; how a pair is scored is ``pair_scoring``'s, shared with
+Serve and the training objectives' evaluation.
 
 Loading refuses a model whose scoring weights are missing from the checkpoint (transformers
 would initialise them at random, and its scores would mean nothing), whatever the config class
@@ -28,11 +29,10 @@ import torch
 
 from ..assets import resolve_model
 from ..errors import DataError
+from .pair_scoring import LLM_PROMPT, CrossEncoderScorer, PairScorer, YesNoScorer, yes_no_ids
 
 META = "rayrag_reranker.json"
 KINDS = ("cross", "llm")
-LLM_PROMPT = ("Judge whether the document answers the query. Reply yes or no.\n"
-              "Query: {query}\nDocument: {document}\nRelevant:")
 
 
 def reranker_kind(path: str | Path) -> str:
@@ -69,15 +69,6 @@ def _check_trained(model: str, info: dict, allow_untrained: bool) -> None:
             f"cross-encoder), e.g. models:/<registered-name>/<version>")
 
 
-def yes_no_ids(tokenizer) -> tuple[int, int]:
-    """Token ids of " yes" / " no" (the leading space is how they follow "Relevant:")."""
-    ids = []
-    for word in (" yes", " no"):
-        toks = tokenizer.encode(word, add_special_tokens=False)
-        ids.append(toks[-1])
-    return ids[0], ids[1]
-
-
 class Reranker:
     """``score(query, documents) -> float32 [len(documents)]``, higher is more relevant."""
 
@@ -96,17 +87,14 @@ class Reranker:
         self.meta = meta
 
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
-        if not documents:
-            return np.zeros(0, dtype=np.float32)
-        # Length-sorted batches: pairs of similar length pad little.
-        order = np.argsort([-len(d) for d in documents], kind="stable")
-        out = np.empty(len(documents), dtype=np.float32)
-        for s in range(0, len(order), self.batch_size):
-            idx = order[s:s + self.batch_size]
-            out[idx] = self._score_batch(query, [documents[i] for i in idx])
-        return out
+        return self.score_pairs([query] * len(documents), documents)
 
-    def _score_batch(self, query: str, docs: list[str]) -> np.ndarray:
+    def score_pairs(self, queries: Sequence[str], docs: Sequence[str]) -> np.ndarray:
+        """float32 [len(docs)]: ``queries[i]`` against ``docs[i]`` (pairs may mix queries)."""
+        return self.scorer()(queries, docs)
+
+    def scorer(self) -> PairScorer:
+        """This kind's shared scorer, made per call so it sees the current ``max_length``."""
         raise NotImplementedError
 
     def _cap_length(self) -> None:
@@ -134,11 +122,8 @@ class CrossEncoderReranker(Reranker):
         self.model.to(self.device).eval()
         self._cap_length()
 
-    @torch.inference_mode()
-    def _score_batch(self, query: str, docs: list[str]) -> np.ndarray:
-        enc = self.tokenizer([query] * len(docs), docs, padding=True, truncation="only_second",
-                             max_length=self.max_length, return_tensors="pt").to(self.device)
-        return self.model(**enc).logits[:, 0].float().cpu().numpy()  # [B]
+    def scorer(self) -> PairScorer:
+        return CrossEncoderScorer(self.model, self.tokenizer, self.max_length, self.batch_size, self.device)
 
 
 class LLMReranker(Reranker):
@@ -157,12 +142,8 @@ class LLMReranker(Reranker):
         self.yes_id, self.no_id = yes_no_ids(self.tokenizer)
         self._cap_length()
 
-    @torch.inference_mode()
-    def _score_batch(self, query: str, docs: list[str]) -> np.ndarray:
-        enc = llm_pair_inputs(self.tokenizer, self.prompt, [query] * len(docs), docs, self.max_length)
-        enc = {k: v.to(self.device) for k, v in enc.items()}
-        logits = self.model(**enc).logits[:, -1]  # [B, V]: left padding puts every prompt's end last
-        return (logits[:, self.yes_id] - logits[:, self.no_id]).float().cpu().numpy()
+    def scorer(self) -> PairScorer:
+        return YesNoScorer(self.model, self.tokenizer, self.max_length, self.batch_size, self.device, self.prompt)
 
 
 def load_llm_tokenizer(path: str):
@@ -173,17 +154,6 @@ def load_llm_tokenizer(path: str):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
-
-
-def llm_pair_inputs(tokenizer, prompt: str, queries: Sequence[str], docs: Sequence[str], max_length: int) -> dict:
-    """Left-padded prompts; the document is cut (not the instruction tail) when too long."""
-    budget = max_length - len(tokenizer.encode(prompt.format(query="", document=""), add_special_tokens=False))
-    texts = []
-    for q, d in zip(queries, docs):
-        q_ids = tokenizer.encode(q, add_special_tokens=False)[: max(8, budget // 4)]
-        d_ids = tokenizer.encode(d, add_special_tokens=False)[: max(8, budget - len(q_ids))]
-        texts.append(prompt.format(query=tokenizer.decode(q_ids), document=tokenizer.decode(d_ids)))
-    return tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
 
 
 def load_reranker(model: str, kind: str | None = None, **kw) -> Reranker:

@@ -26,14 +26,23 @@ def rerank_run(run: Run, queries: Mapping[str, str], corpus: Mapping[str, Docume
     return out
 
 
+def check_interpolation_weight(weight: float) -> float:
+    """The one range rule for an interpolation weight, used by :func:`interpolate`, the evaluate
+    job's ``rerank_interpolate`` and Serve's: ``0 <= w <= 1`` (0 is the first stage alone, 1 the
+    reranker alone, both min-max normalised). NaN is refused too."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"interpolation weights must be in [0, 1] (0: first stage alone, 1: reranker alone), "
+                         f"got {weight}")
+    return weight
+
+
 def interpolate(first: Run, reranked: Run, depth: int, weight: float) -> Run:
     """``weight * minmax(reranker) + (1 - weight) * minmax(first stage)`` over each query's top
     ``depth`` (``reranked`` from :func:`rerank_run` on ``first``); the tail stays as in
     :func:`rerank_run`. Interpolating the two stages is the usual remedy when a reranker trained
     on little data is not better than its first stage everywhere (e.g. Wang, Zhuang & Zuccon,
     "BERT-based Dense Retrievers Require Interpolation with BM25", ICTIR 2021)."""
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"interpolation weight must be in [0, 1], got {weight}")
+    check_interpolation_weight(weight)
     heads = [{q: r[:depth] for q, r in run.items()} for run in (first, reranked)]
     fused = weighted_sum(heads, [1.0 - weight, weight])
     return {q: _with_tail(fused.get(q, []), first[q][depth:]) for q in first}

@@ -22,6 +22,7 @@ from ray.serve.handle import DeploymentHandle
 from .. import __version__
 from ..config import from_dict, to_dict
 from ..search.fusion import minmax
+from ..search.rerank import check_interpolation_weight
 from .auth import KeyCheck, check_exposure, is_loopback, load_key, serve_http_host
 from .config import ServeConfig
 from .deployments import Reranker, Retriever
@@ -58,6 +59,19 @@ async def _call(response) -> Any:
         raise ApiError(503, str(e).splitlines()[-1], code="not_ready", headers={"Retry-After": "5"}) from None
     except BadInput as e:
         raise ApiError(400, str(e).splitlines()[-1], code="invalid_input") from None
+
+
+def interpolation_weight(body: SearchRequest) -> float | None:
+    """``rerank_interpolate``, checked by the rule the evaluate job's config uses."""
+    w = body.rerank_interpolate
+    if w is None:
+        return None
+    if not body.rerank:
+        raise ApiError(400, "rerank_interpolate needs rerank: true", param="rerank_interpolate", code="out_of_range")
+    try:
+        return check_interpolation_weight(w)
+    except ValueError as e:
+        raise ApiError(400, f"rerank_interpolate: {e}", param="rerank_interpolate", code="out_of_range") from None
 
 
 def _full(hit: dict) -> str:
@@ -129,10 +143,7 @@ class Ingress:
         k = _in_range(self.cfg.default_k if body.k is None else body.k, "k", lim.max_k)
         rerank_k = _in_range(self.cfg.default_rerank_k if body.rerank_k is None else body.rerank_k, "rerank_k",
                              lim.max_rerank_k)
-        w = body.rerank_interpolate
-        if w is not None and not (body.rerank and 0.0 <= w <= 1.0):
-            raise ApiError(400, f"rerank_interpolate must be in [0, 1] and needs rerank: true, got {w}",
-                           param="rerank_interpolate", code="out_of_range")
+        w = interpolation_weight(body)
         if body.rerank and self.reranker is None:
             raise ApiError(400, "this server has no reranker configured", param="rerank", code="no_reranker")
         info = await self._retriever_info()

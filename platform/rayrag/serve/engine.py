@@ -98,26 +98,6 @@ class RerankEngine:
         self.name = cfg.reranker_name or cfg.reranker
 
     def score_pairs(self, queries: Sequence[str], docs: Sequence[str]) -> np.ndarray:
-        """float32 [len(docs)]: ``queries[i]`` against ``docs[i]``, the same model call as ``Reranker.score``."""
-        r = self.reranker
-        out = np.empty(len(docs), dtype=np.float32)
-        order = np.argsort([-len(d) for d in docs], kind="stable")  # similar lengths pad little
-        for s in range(0, len(order), r.batch_size):
-            idx = order[s:s + r.batch_size]
-            out[idx] = _score(r, [queries[i] for i in idx], [docs[i] for i in idx])
-        return out
-
-
-def _score(r, queries: list[str], docs: list[str]) -> np.ndarray:
-    import torch
-
-    from ..models.reranker import llm_pair_inputs
-
-    with torch.inference_mode():
-        if r.kind == "cross":
-            enc = r.tokenizer(queries, docs, padding=True, truncation="only_second",
-                              max_length=r.max_length, return_tensors="pt").to(r.device)
-            return r.model(**enc).logits[:, 0].float().cpu().numpy()
-        enc = llm_pair_inputs(r.tokenizer, r.prompt, queries, docs, r.max_length)
-        logits = r.model(**{k: v.to(r.device) for k, v in enc.items()}).logits[:, -1]
-        return (logits[:, r.yes_id] - logits[:, r.no_id]).float().cpu().numpy()
+        """float32 [len(docs)]: ``queries[i]`` against ``docs[i]``, pairs from many requests in
+        length-sorted batches of ``rerank_batch_pairs``, by the library reranker's own scorer."""
+        return self.reranker.score_pairs(queries, docs)

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ...models.pair_scoring import PairScorer
 from ..config import TrainConfig
 from ..examples import Group
 
@@ -79,24 +80,24 @@ def eval_mode(module: torch.nn.Module):
 
 
 class RerankerObjective(Objective):
-    """Rerankers evaluate alike: re-score the first stage's top documents, chunk by chunk."""
+    """Rerankers evaluate alike: re-score the first stage's top documents with the scorer the
+    exported model will be served with (``rayrag.models.pair_scoring``)."""
 
     eval_batch_size = 32
 
     @abstractmethod
-    def score_batch(self, module: torch.nn.Module, query: str, docs: list[str], device) -> np.ndarray:
-        """[len(docs)] scores of one query's documents, inference mode."""
+    def pair_scorer(self, module: torch.nn.Module, device: torch.device) -> PairScorer:
+        """This kind's shared scorer around the module being trained, at ``cfg.max_length``."""
 
     @torch.no_grad()
     def evaluate(self, module: torch.nn.Module, device: torch.device) -> dict[str, float]:
         from .evaluation import rerank_eval
 
-        n = self.eval_batch_size
+        pairs = self.pair_scorer(module, device)
 
         def scorer(query: str, docs) -> np.ndarray:
             docs = list(docs)
-            parts = [self.score_batch(module, query, docs[s:s + n], device) for s in range(0, len(docs), n)]
-            return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+            return pairs([query] * len(docs), docs)
 
         with eval_mode(module):
             return rerank_eval(self.cfg, self.eval_data, scorer)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 
 from ...losses import localized_contrastive
+from ...models.pair_scoring import CrossEncoderScorer, PairScorer, cross_encoder_inputs
 from ...models.reranker import write_meta
 from ..examples import Group
 from .base import RerankerObjective, enable_checkpointing
@@ -28,12 +28,9 @@ class CrossEncoderObjective(RerankerObjective):
         enable_checkpointing(model, self.cfg)
         return model
 
-    def _pairs(self, queries: list[str], docs: list[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
-        return dict(self.tokenizer(queries, docs, padding=True, truncation="only_second",
-                                   max_length=max_length or self.cfg.doc_max_length, return_tensors="pt"))
-
     def collate(self, groups: Sequence[Group]) -> dict[str, torch.Tensor]:
-        return self._pairs([g.query for g in groups for _ in g.docs], [t for g in groups for t in g.docs])
+        return cross_encoder_inputs(self.tokenizer, [g.query for g in groups for _ in g.docs],
+                                    [t for g in groups for t in g.docs], self.cfg.doc_max_length)
 
     def loss(self, engine, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """A cross-encoder loss is called as ``loss(scores)``: [Q, g], each row's positive first."""
@@ -45,9 +42,8 @@ class CrossEncoderObjective(RerankerObjective):
         self.tokenizer.save_pretrained(folder)
         write_meta(folder, "cross", self.cfg.max_length)
 
-    def score_batch(self, module: torch.nn.Module, query: str, docs: list[str], device) -> np.ndarray:
-        enc = {k: v.to(device) for k, v in self._pairs([query] * len(docs), docs, self.cfg.max_length).items()}
-        return module(**enc).logits[:, 0].float().cpu().numpy()  # [B]
+    def pair_scorer(self, module: torch.nn.Module, device: torch.device) -> PairScorer:
+        return CrossEncoderScorer(module, self.tokenizer, self.cfg.max_length, self.eval_batch_size, device)
 
 
 register(ObjectiveSpec("lce", "cross", localized_contrastive, CrossEncoderObjective, min_group_size=2,

@@ -1,0 +1,38 @@
+"""torch.distributed helpers that work the same with and without a process group.
+
+Losses and training code call these instead of ``torch.distributed`` directly, so a loss stays
+a pure function in a single process (tests, notebooks) and becomes its cross-worker version
+under Ray Train without a second code path. Only torch: no Ray, nothing else from rayrag.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def _active() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    """This worker's rank; 0 without a process group."""
+    import torch.distributed as dist
+
+    return dist.get_rank() if _active() else 0
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """All-gather along dim 0 keeping the autograd graph (identity without torch.distributed).
+
+    ``torch.distributed.nn.functional.all_gather`` (unlike ``dist.all_gather``) is
+    differentiable: the gradient of each gathered block flows back to the worker that produced
+    it. Every worker's rows land in rank order, so worker r's rows start at ``r * len(x)``.
+    """
+    import torch.distributed as dist
+
+    if not _active() or dist.get_world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x), dim=0)  # [W * N, ...]
