@@ -29,7 +29,7 @@ import torch
 
 from ..assets import resolve_model
 from ..errors import DataError
-from .pair_scoring import LLM_PROMPT, CrossEncoderScorer, PairScorer, YesNoScorer, yes_no_ids
+from .pair_scoring import LLM_PROMPT, CrossEncoderScorer, PairScorer, YesNoScorer
 
 META = "rayrag_reranker.json"
 KINDS = ("cross", "llm")
@@ -139,7 +139,6 @@ class LLMReranker(Reranker):
                                                                 output_loading_info=True)
         _check_trained(model, info, self.allow_untrained)
         self.model.to(self.device).eval()
-        self.yes_id, self.no_id = yes_no_ids(self.tokenizer)
         self._cap_length()
 
     def scorer(self) -> PairScorer:
