@@ -16,7 +16,7 @@ def make_corpus(data_dir: Path, out: Path, n: int = 120) -> Path:
 def make_index(model: Path, corpus: Path, folder: Path) -> Path:
     """A Flat index over ``corpus`` encoded with ``model``, saved as the index job saves one."""
     from rayrag.data.beir import load_corpus
-    from rayrag.encode.store import sha256_file
+    from rayrag.io import sha256_file
     from rayrag.index.faiss_index import FaissParams, build_faiss
     from rayrag.index.store import save_index
     from rayrag.models.dense import DenseEncoder

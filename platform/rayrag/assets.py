@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModelNotFoundError
+from .io import atomic_dir
 
 
 @dataclass(frozen=True)
@@ -82,17 +81,10 @@ def _convert_gguf(b: Builtin, src: Path) -> Path:
         del model.config.quantization_config
     # Write to a temp folder and rename: a killed conversion never leaves a half folder
     # that would later look complete.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{b.name}-", dir=dest.parent))
-    try:
+    # If another process wins the race, its folder is just as complete and ours is dropped.
+    with atomic_dir(dest) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        try:
-            tmp.rename(dest)
-        except OSError:  # another process won the race
-            if not (dest / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     steps.update()
     steps.close()
     return dest

@@ -12,14 +12,13 @@ Output: one JSON object per query, ``{"query_id", "query", "positives": [{"id", 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import to_dict
 from ..errors import ConfigError
+from ..io import atomic_open
 from ..search.options import RetrieverOptions
 
 
@@ -133,11 +132,9 @@ def run_mine(cfg: MineConfig) -> dict:
             task = ray.remote(_mine_task).options(num_cpus=cfg.cpus, name="mine")
             examples, dropped = ray.get(task.remote(cfg, ds.corpus, ds.queries, ds.qrels,
                                                     max(1, int(round(cfg.cpus)))))
-            fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
-            with os.fdopen(fd, "w") as f:
+            with atomic_open(out) as f:
                 for ex in examples:
                     f.write(json.dumps(ex) + "\n")
-            os.replace(tmp, out)
             n_neg = [len(e["negatives"]) for e in examples]
             stats = {"queries": len(examples), "negatives_mean": sum(n_neg) / max(1, len(n_neg)),
                      "queries_without_negatives": sum(n == 0 for n in n_neg),

@@ -12,24 +12,15 @@ from pathlib import Path
 
 from ..config import to_dict
 from ..errors import ConfigError, DataError
+from ..io import atomic_write_json, sha256_folder
 from .config import EncodeConfig
 from .shards import plan_shards
-from .store import atomic_write_json, clean_temp_files, finished_shard, load_manifest
+from .store import clean_temp_files, finished_shard, load_manifest
 
 
 def model_fingerprint(path: str) -> str:
     """sha256 over the config and weight files: changes whenever the weights change."""
-    import hashlib
-
-    from .store import sha256_file
-
-    h = hashlib.sha256()
-    folder = Path(path)
-    for f in sorted(folder.iterdir()):
-        if f.name == "config.json" or f.suffix in (".safetensors", ".bin", ".pt") and f.is_file():
-            h.update(f.name.encode())
-            h.update(sha256_file(f).encode())
-    return h.hexdigest()
+    return sha256_folder(path, lambda f: f.name == "config.json" or f.suffix in (".safetensors", ".bin", ".pt"))
 
 
 def _model_info(cfg: EncodeConfig) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import DataError
+from ..io import sha256_file
 
 
 @dataclass(frozen=True)
@@ -86,10 +87,7 @@ def _plan_parquet(path: Path, n: int) -> ShardPlan:
     missing = {"_id", "text"} - set(pf.schema_arrow.names)
     if missing:
         raise DataError(f"{path}: parquet corpus lacks column(s) {sorted(missing)}")
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
+    corpus_sha256 = sha256_file(path)
     shards: list[ShardSpec] = []
     rg_start, rows, first_row, total = 0, 0, 1, 0
     meta = pf.metadata
@@ -103,7 +101,7 @@ def _plan_parquet(path: Path, n: int) -> ShardPlan:
             rg_start, rows = rg + 1, 0
     if not total:
         raise DataError(f"{path}: corpus is empty")
-    return ShardPlan(str(path), "parquet", digest.hexdigest(), total, shards)
+    return ShardPlan(str(path), "parquet", corpus_sha256, total, shards)
 
 
 def read_shard(spec: ShardSpec) -> Iterator[tuple[str, str]]:

@@ -12,41 +12,14 @@ so a kill at any moment leaves exactly one copy of every finished document.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from ..errors import DataError
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: dict, sort_keys: bool = True) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n").encode())
+from ..io import atomic_path, atomic_write_json, sha256_file
 
 
 def shard_paths(out: Path, index: int) -> tuple[Path, Path]:
@@ -84,14 +57,8 @@ def _write_table(out: Path, index: int, table) -> dict:
 
     parquet, sidecar = shard_paths(out, index)
     parquet.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=parquet.parent, prefix=f".{parquet.name}.")
-    os.close(fd)
-    try:
+    with atomic_path(parquet) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, parquet)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     info = {"shard": index, "file": f"shards/{parquet.name}", "count": table.num_rows,
             "sha256": sha256_file(parquet)}
     atomic_write_json(sidecar, info)  # the commit point of this shard

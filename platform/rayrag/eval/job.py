@@ -12,9 +12,9 @@ from pathlib import Path
 
 from ..assets import resolve_model
 from ..config import to_dict
-from ..encode.store import atomic_write_json
 from ..data.beir import load_beir
 from ..data.locate import dataset_dir
+from ..io import atomic_path, atomic_write_json
 from ..search.options import RetrieverOptions
 from ..search.registry import Spec, parse_spec, split_label
 from .config import EvaluateConfig
@@ -134,7 +134,8 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
             }
             atomic_write_json(out / "result.json", result, sort_keys=False)  # keeps retriever order
             fig = plot_recall_curves(curves, title=f"{dataset.name} {cfg.split}: recall@k")
-            fig.savefig(out / "recall_at_k.png", dpi=120, bbox_inches="tight")
+            with atomic_path(out / "recall_at_k.png") as tmp:
+                fig.savefig(tmp, dpi=120, bbox_inches="tight")
             jr.log_figure(fig, "plots/recall_at_k.png")
             jr.log_artifact(out / "result.json")
             jr.log_artifact(out / "runs", "runs")

@@ -1,12 +1,11 @@
 """TREC run files: ``qid Q0 docid rank score tag``, one line per retrieved document."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
 from ..errors import DataError
+from ..io import atomic_open
 
 
 def write_run(path: str | Path, run: Mapping[str, list[tuple[str, float]]], tag: str) -> Path:
@@ -15,20 +14,14 @@ def write_run(path: str | Path, run: Mapping[str, list[tuple[str, float]]], tag:
     if not tag or any(c.isspace() for c in tag):
         raise ValueError(f"run tag must be non-empty without whitespace, got {tag!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            for qid, hits in run.items():
-                for rank, (docid, score) in enumerate(hits, 1):
-                    if any(c.isspace() for c in qid + docid):
-                        raise ValueError(f"ids may not contain whitespace: {qid!r} {docid!r}")
-                    # repr: the shortest text that reads back as the same float. Rounding to a
-                    # few decimals creates ties that reorder documents when the file is re-scored.
-                    f.write(f"{qid} Q0 {docid} {rank} {float(score)!r} {tag}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        for qid, hits in run.items():
+            for rank, (docid, score) in enumerate(hits, 1):
+                if any(c.isspace() for c in qid + docid):
+                    raise ValueError(f"ids may not contain whitespace: {qid!r} {docid!r}")
+                # repr: the shortest text that reads back as the same float. Rounding to a
+                # few decimals creates ties that reorder documents when the file is re-scored.
+                f.write(f"{qid} Q0 {docid} {rank} {float(score)!r} {tag}\n")
     return path
 
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..encode.store import atomic_write_bytes, atomic_write_json, sha256_file
 from ..errors import DataError
+from ..io import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
 
 INDEX_FILES = {"dense": "index.faiss", "sparse": "postings.npz"}
 
@@ -33,9 +33,8 @@ def save_index(folder: Path, kind: str, index: Any, ids: list[str], manifest: di
 
         atomic_write_bytes(main, faiss.serialize_index(index).tobytes())
     else:
-        tmp = folder / ".postings.tmp.npz"
-        index.save(tmp)
-        tmp.replace(main)
+        with atomic_path(main) as tmp:
+            index.save(tmp)
     atomic_write_bytes(folder / "ids.txt", ("\n".join(ids) + "\n").encode())
     manifest = dict(manifest, kind=kind, count=len(ids), files={
         main.name: sha256_file(main), "ids.txt": sha256_file(folder / "ids.txt")})

@@ -13,12 +13,11 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
-import tempfile
 from pathlib import Path
 
 from ..data.beir import Document
 from ..errors import DataError, ModelNotFoundError
+from ..io import atomic_dir
 from .config import REF_SCHEMES
 
 PICKLED = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt")
@@ -45,18 +44,12 @@ def fetch(ref: str) -> Path:
     if dest.exists():
         return _content_folder(dest)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
     try:
-        mlflow.artifacts.download_artifacts(artifact_uri=ref, dst_path=str(tmp), tracking_uri=uri)
-        try:
-            tmp.rename(dest)
-        except OSError:  # another replica finished first; its copy is complete
-            if not dest.exists():
-                raise
+        # A replica that finishes first wins; the others' copies are complete too and dropped.
+        with atomic_dir(dest) as tmp:
+            mlflow.artifacts.download_artifacts(artifact_uri=ref, dst_path=str(tmp), tracking_uri=uri)
     except Exception as e:
         raise DataError(f"cannot download {ref} from MLflow at {uri}: {type(e).__name__}: {e}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return _content_folder(dest)
 
 
@@ -92,7 +85,7 @@ def check_safe_weights(folder: Path) -> None:
 
 def load_passages(path: Path, sha256: str | None, ids: list[str]) -> dict[str, Document]:
     """The passages behind ``ids``; the corpus must be the one the index was built from."""
-    from ..encode.store import sha256_file
+    from ..io import sha256_file
 
     if not path.is_file():
         raise DataError(f"corpus {path} not found: set `corpus` to the BEIR corpus the index was built from")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 DEFAULT_CONFIG = "jobs/configs/serve/scifact.yaml"
 
@@ -42,13 +41,14 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_build(args) -> int:
+    from ..io import atomic_write_text
     from .serve_yaml import http_options, read, render
 
     doc, cfg = read(args.config, args.overrides)
     host, port = http_options(doc)
     text = render(cfg, args.output or args.config, args.host or host, args.port or port)
     if args.output:
-        Path(args.output).write_text(text)
+        atomic_write_text(args.output, text)
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         print(text, end="")

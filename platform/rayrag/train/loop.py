@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..io import atomic_write_json
+
 TAG = "state"  # DeepSpeed checkpoint tag inside each reported folder
 
 
@@ -189,7 +191,7 @@ def train_loop_per_worker(config: dict) -> None:
             dist.barrier()
     final = {"losses": history, "step_seconds": step_seconds, "total_steps": total_steps, "model_dir": str(out), "pid": os.getpid()}
     if rank == 0:
-        (out.parent / "loss_history.json").write_text(json.dumps(final))
+        atomic_write_json(out.parent / "loss_history.json", final)
     report({"train/loss": history[-1] if history else float("nan"), "finished": True,
             **{k: v for k, v in last_eval.items() if k.startswith("eval")}},
            checkpoint=True)

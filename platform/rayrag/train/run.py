@@ -58,7 +58,7 @@ RESUMABLE = {"cpus_per_worker", "use_gpu", "max_failures", "log_every", "keep_ch
 def _claim_output(out: Path, storage: Path, cfg: TrainConfig) -> None:
     """Ray Train resumes whatever run ``storage`` holds, so a rerun with, say, another learning
     rate would silently continue the old run: refuse that, naming the settings that differ."""
-    from ..encode.store import atomic_write_json
+    from ..io import atomic_write_json
 
     path = out / "train_config.json"
     ours = {k: v for k, v in to_dict(cfg).items() if k not in RESUMABLE}
@@ -78,7 +78,7 @@ def run_train(cfg: TrainConfig) -> dict:
 
     from .. import tracking
     from ..assets import resolve_model
-    from ..encode.store import atomic_write_json
+    from ..io import atomic_write_json
     from ..ray_utils import init_ray
     from .loop import train_loop_per_worker
 

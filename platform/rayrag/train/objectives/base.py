@@ -9,9 +9,6 @@ loop, engine, checkpoints, fault tolerance and tracking stay the same.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Sequence
@@ -19,6 +16,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ...io import atomic_dir
 from ...models.pair_scoring import PairScorer
 from ..config import TrainConfig
 from ..examples import Group
@@ -54,17 +52,8 @@ class Objective(ABC):
     def export(self, module: torch.nn.Module, dest: str | Path) -> Path:
         """``save`` into a temp folder, then rename: a crash never leaves a half-written model."""
         dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
-        try:
+        with atomic_dir(dest, replace=True) as tmp:
             self.save(module, tmp)
-            if dest.exists():
-                old = dest.with_name(f".{dest.name}-old-{os.getpid()}")
-                dest.rename(old)
-                shutil.rmtree(old)
-            tmp.rename(dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return dest
 
 
