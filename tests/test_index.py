@@ -9,7 +9,15 @@ from rayrag.errors import ConfigError, DataError
 from rayrag.index.faiss_index import FaissParams, build_faiss, search_faiss
 from rayrag.index.sparse_index import InvertedIndex
 from rayrag.index.store import load_index, save_index
-from rayrag.search.base import top_k_rows
+from rayrag.index.topk import top_k_rows
+
+
+def test_top_k_rows_orders_by_score_then_column():
+    scores = np.array([[0.1, 0.9, 0.5, 0.9], [3.0, 2.0, 1.0, 0.0]])
+    idx, vals = top_k_rows(scores, 3)
+    assert idx.tolist() == [[1, 3, 2], [0, 1, 2]]
+    assert vals.tolist() == [[0.9, 0.9, 0.5], [3.0, 2.0, 1.0]]
+    assert top_k_rows(scores, 10)[0].shape == (2, 4)
 
 
 def _unit(rng, n, d):

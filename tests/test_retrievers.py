@@ -5,7 +5,7 @@ import torch
 from rayrag.data.beir import Document
 from rayrag.errors import ConfigError
 from rayrag.models.dense import pool
-from rayrag.search import build_retriever, top_k_rows
+from rayrag.search import build_retriever
 from rayrag.search.options import RetrieverOptions
 
 CORPUS = {
@@ -13,14 +13,6 @@ CORPUS = {
     "d2": Document("Vitamin D", "Vitamin D deficiency is linked to bone loss."),
     "d3": Document("", "Graphene conducts electricity extremely well."),
 }
-
-
-def test_top_k_rows_orders_by_score_then_column():
-    scores = np.array([[0.1, 0.9, 0.5, 0.9], [3.0, 2.0, 1.0, 0.0]])
-    idx, vals = top_k_rows(scores, 3)
-    assert idx.tolist() == [[1, 3, 2], [0, 1, 2]]
-    assert vals.tolist() == [[0.9, 0.9, 0.5], [3.0, 2.0, 1.0]]
-    assert top_k_rows(scores, 10)[0].shape == (2, 4)
 
 
 def test_last_token_pooling_handles_left_and_right_padding():

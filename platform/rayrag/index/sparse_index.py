@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..search.base import top_k_rows
+from .topk import top_k_rows
 
 
 class InvertedIndex:

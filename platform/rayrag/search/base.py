@@ -1,28 +1,13 @@
-"""The retriever interface and the top-k helper every backend shares."""
+"""The retriever interface."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from typing import Mapping
 
-import numpy as np
-
 from ..data.beir import Document
 
 # qid -> [(docid, score)], best first. The same shape TREC run files hold.
 Run = dict[str, list[tuple[str, float]]]
-
-
-def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """scores [Q, N] -> (indices [Q, k'], values [Q, k']) sorted by descending score.
-
-    Ties are broken by column index so results are deterministic across runs.
-    """
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # [Q, k] unordered
-    vals = np.take_along_axis(scores, part, 1)
-    order = np.lexsort((part, -vals), axis=1)  # primary: -score, secondary: column
-    idx = np.take_along_axis(part, order, 1)
-    return idx, np.take_along_axis(scores, idx, 1)
 
 
 class Retriever(ABC):

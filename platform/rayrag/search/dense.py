@@ -6,8 +6,9 @@ from typing import Mapping
 import numpy as np
 
 from ..data.beir import Document
+from ..index.topk import top_k_rows
 from ..models.dense import DenseEncoder
-from .base import Retriever, Run, top_k_rows
+from .base import Retriever, Run
 
 
 class DenseRetriever(Retriever):

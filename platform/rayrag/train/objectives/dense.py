@@ -105,7 +105,7 @@ class DenseObjective(Objective):
 
     @torch.no_grad()
     def evaluate(self, module: torch.nn.Module, device: torch.device) -> dict[str, float]:
-        from ...search.base import top_k_rows
+        from ...index.topk import top_k_rows
         from .evaluation import eval_split, score_run
 
         cfg = self.cfg
