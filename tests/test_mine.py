@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from rayrag.encode.mine import MineConfig, filter_negatives, run_mine
+from rayrag.datagen.mine import MineConfig, filter_negatives, run_mine
 from rayrag.errors import ConfigError
 
 

@@ -10,7 +10,7 @@ from typing import Sequence
 from .errors import RayragError
 from .encode.config import EncodeConfig
 from .eval.config import EvaluateConfig
-from .encode.mine import MineConfig
+from .datagen.mine import MineConfig
 from .index.build import IndexConfig
 from .quickstart import QuickstartConfig
 from .train.config import TrainConfig
@@ -119,7 +119,7 @@ def _mine_parser(sub) -> None:
 
 
 def _cmd_mine(args) -> int:
-    from .encode.mine import run_mine
+    from .datagen.mine import run_mine
 
     cfg = _job_config(MineConfig, args)
     run_mine(cfg)
