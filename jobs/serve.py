@@ -5,7 +5,7 @@
 """
 import sys
 
-from rayrag.serve.cli import main
+from rayrag.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["serve", *sys.argv[1:]]))
