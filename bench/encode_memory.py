@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run(corpus: Path, out: Path, args) -> tuple[float, float]:
-    cmd = [sys.executable, "-m", "jobs.encode", "--corpus", str(corpus), "--output-dir", str(out),
-           "--model", args.model, f"max_length={args.max_length}", f"batch_size={args.batch_size}",
+    cmd = [sys.executable, "-m", "jobs.encode", "--output-dir", str(out), "--model", args.model,
+           f"corpus={corpus}", f"max_length={args.max_length}", f"batch_size={args.batch_size}",
            "docs_per_shard=512", "num_actors=2"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

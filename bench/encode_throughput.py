@@ -33,8 +33,7 @@ def main() -> None:
     import ray
     import torch
 
-    from rayrag.encode.config import EncodeConfig
-    from rayrag.encode.pipeline import run_encode
+    from rayrag.encode.pipeline import EncodeConfig, run_encode
     from rayrag.encode.shards import plan_shards, read_shard
     from rayrag.models.dense import DenseEncoder
 

@@ -4,9 +4,7 @@
     python -m jobs.encode --model splade-tiny --dataset scifact --output-dir out/enc-splade
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- python -m jobs.encode --config jobs/configs/encode_scifact_minilm.yaml
 """
-import sys
-
-from rayrag.cli import main
+from rayrag.cli import job_main
 
 if __name__ == "__main__":
-    sys.exit(main(["encode", *sys.argv[1:]]))
+    job_main(__file__)

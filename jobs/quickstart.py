@@ -1,10 +1,8 @@
 """The quickstart: SciFact baseline evaluation end to end, printed as a table.
 
-    python -m jobs.quickstart [--data-dir DIR] [--output-dir out/quickstart]
+    python -m jobs.quickstart --data-dir ../shared/datasets --output-dir out/quickstart
 """
-import sys
-
-from rayrag.cli import main
+from rayrag.cli import job_main
 
 if __name__ == "__main__":
-    sys.exit(main(["quickstart", *sys.argv[1:]]))
+    job_main(__file__)

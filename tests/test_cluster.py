@@ -116,7 +116,7 @@ def test_submitted_jobs_on_a_two_node_cluster(ray_cluster, mlflow_server, tmp_pa
     # evaluate: two retrievers, one Ray task each (1 CPU), so they land on different nodes
     out = tmp_path / "eval"
     _submit(ray_cluster, runtime_env, "python", "-m", "jobs.evaluate", "--dataset", "scifact",
-            "--output-dir", str(out), "--retrievers", f"bm25,tiny=dense:{tiny_bert}")
+            "--output-dir", str(out), f"retrievers=[bm25,tiny=dense:{tiny_bert}]")
     result = json.loads((out / "result.json").read_text())
     assert 0.655 <= result["metrics"]["bm25"]["ndcg@10"] <= 0.685
     assert result["tracking_uri"] == mlflow_server
@@ -130,8 +130,8 @@ def test_submitted_jobs_on_a_two_node_cluster(ray_cluster, mlflow_server, tmp_pa
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("\n".join((data_dir / "scifact" / "corpus.jsonl").read_text().splitlines()[:400]) + "\n")
     enc = tmp_path / "enc"
-    _submit(ray_cluster, runtime_env, "python", "-m", "jobs.encode", "--model", str(tiny_bert), "--corpus",
-            str(corpus), "--output-dir", str(enc), "kind=dense", "docs_per_shard=50", "num_actors=2",
+    _submit(ray_cluster, runtime_env, "python", "-m", "jobs.encode", "--model", str(tiny_bert),
+            "--output-dir", str(enc), f"corpus={corpus}", "kind=dense", "docs_per_shard=50", "num_actors=2",
             "cpus_per_actor=1")
     manifest = json.loads((enc / "manifest.json").read_text())
     assert manifest["count"] == 400 and len(manifest["shards"]) == 8
@@ -148,8 +148,8 @@ def test_submitted_jobs_on_a_two_node_cluster(ray_cluster, mlflow_server, tmp_pa
         "query_id": q, "query": ds.queries[q], "positives": [{"id": d} for d in ds.qrels[q]],
         "negatives": [{"id": d} for d in others[i:i + 4] if d not in ds.qrels[q]]}) + "\n" for i, q in enumerate(qids)))
     train_out = tmp_path / "train"
-    _submit(ray_cluster, runtime_env, "python", "-m", "jobs.train_dense", "--model", str(tiny_bert), "--examples",
-            str(examples), "--output-dir", str(train_out), "--num-workers", "2", "cpus_per_worker=1", "zero_stage=2",
+    _submit(ray_cluster, runtime_env, "python", "-m", "jobs.train_dense", "--model", str(tiny_bert),
+            "--output-dir", str(train_out), f"examples={examples}", "num_workers=2", "cpus_per_worker=1", "zero_stage=2",
             "batch_size=2", "group_size=2", "max_steps=3", "doc_max_length=32", "eval.split=null",
             "register_as=tiny-submitted")
     trained = json.loads((train_out / "result.json").read_text())

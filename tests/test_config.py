@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from rayrag.cli import JOB_CONFIGS
+from rayrag.cli import JOBS, parse
 from rayrag.config import load_config, parse_overrides
 from rayrag.errors import ConfigError
-from rayrag.eval.config import EvaluateConfig
+from rayrag.eval.job import EvaluateConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,6 +56,19 @@ def test_override_values_are_yaml_scalars():
         "a": {"b": 1}, "c": "x", "d": True, "e": [1, 2], "f": ""}
 
 
+def test_list_overrides_split_outside_brackets_and_quotes():
+    """YAML alone splits inside the parentheses: ['bm25', 'minilm', 'hybrid(bm25', 'minilm)']."""
+    assert parse_overrides(["r=[bm25,minilm,hybrid(bm25,minilm)]"]) == {"r": ["bm25", "minilm", "hybrid(bm25,minilm)"]}
+    cfg = load_config(EvaluateConfig, None,
+                      ["retrievers=[bm25, minilm, hybrid(bm25,minilm), rrf(bm25,hybrid(bm25,minilm))]"])
+    assert cfg.retrievers == ["bm25", "minilm", "hybrid(bm25,minilm)", "rrf(bm25,hybrid(bm25,minilm))"]
+    assert parse_overrides(['a=[[1,2],[3]]', 'b=["x,y", z]', "c=[]", "d=[1,]", "e=[{k: 1, j: 2}]"]) == {
+        "a": [[1, 2], [3]], "b": ["x,y", "z"], "c": [], "d": [1], "e": [{"k": 1, "j": 2}]}
+    for bad, message in [("a=[x,,y]", "empty list item"), ("a=[rrf(x]", "unbalanced"), ('a=["x]', "unbalanced quotes")]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            parse_overrides([bad])
+
+
 CONFIGS = sorted((REPO / "jobs" / "configs").glob("*.yaml"))
 
 
@@ -71,4 +84,6 @@ def test_every_config_loads_and_names_its_command(path):
     job, cfg_path = m.group(1), m.group(2)
     assert (REPO / "jobs" / f"{job}.py").is_file(), f"{path.name} names missing job module jobs/{job}.py"
     assert (REPO / cfg_path).resolve() == path.resolve(), f"{path.name} header points at {cfg_path}"
-    load_config(JOB_CONFIGS[job], path)
+    by_module = {j.module: j for j in JOBS.values()}
+    assert f"jobs.{job}" in by_module, f"{path.name}: jobs.{job} is not a registered job"
+    parse([by_module[f"jobs.{job}"].name, "--config", str(path)])  # loads and checks it as the job would

@@ -11,8 +11,7 @@ import numpy as np
 import psutil
 import pytest
 
-from rayrag.encode.config import EncodeConfig
-from rayrag.encode.pipeline import run_encode
+from rayrag.encode.pipeline import EncodeConfig, run_encode
 from rayrag.encode.shards import plan_shards, read_shard
 from rayrag.encode.store import read_dense, read_sparse
 from rayrag.errors import ConfigError, DataError
@@ -138,7 +137,7 @@ def test_killed_encode_resumes_with_exactly_one_vector_per_document(tmp_path, da
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("\n".join((data_dir / "scifact" / "corpus.jsonl").read_text().splitlines()[:1200]) + "\n")
     out = tmp_path / "enc"
-    args = [sys.executable, "-m", "jobs.encode", "--model", "minilm", "--corpus", str(corpus), "--output-dir", str(out),
+    args = [sys.executable, "-m", "jobs.encode", "--model", "minilm", "--output-dir", str(out), f"corpus={corpus}",
             "docs_per_shard=40", "batch_size=20", "max_length=96", "num_actors=2"]
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -22,8 +22,8 @@ def _run_job(args, env_extra, cwd=REPO, timeout=1200):
 def test_evaluate_job_records_the_same_numbers_everywhere(tmp_path, data_dir, tiny_bert):
     """result.json, the TREC run files and the MLflow run agree (a fast model stands in for MiniLM)."""
     out = tmp_path / "out"
-    proc = _run_job(["--dataset", "scifact", "--split", "test", "--output-dir", str(out),
-                     "--retrievers", f"bm25,tiny=dense:{tiny_bert},rrf(bm25,dense:{tiny_bert})", "options.batch_size=128"],
+    proc = _run_job(["--dataset", "scifact", "--output-dir", str(out), "split=test",
+                     f"retrievers=[bm25,tiny=dense:{tiny_bert},rrf(bm25,dense:{tiny_bert})]", "options.batch_size=128"],
                     {"RAYRAG_DATA_DIR": str(data_dir), "RAYRAG_HOME": os.environ["RAYRAG_HOME"]})
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
@@ -62,7 +62,7 @@ def test_bad_dataset_fails_before_ray_and_writes_nothing(tmp_path):
     (bad / "queries.jsonl").write_text('{"_id": "q1", "text": "x"}\n')
     (bad / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
     out = tmp_path / "out"
-    proc = _run_job(["--dataset", "broken", "--output-dir", str(out), "--retrievers", "bm25"],
+    proc = _run_job(["--dataset", "broken", "--output-dir", str(out), "retrievers=[bm25]"],
                     {"RAYRAG_DATA_DIR": str(tmp_path / "data"), "RAYRAG_HOME": os.environ["RAYRAG_HOME"]},
                     timeout=120)
     assert proc.returncode == 2
@@ -74,7 +74,7 @@ def test_job_reuses_a_running_ray_and_leaves_it_running(tmp_path, data_dir):
     """The path `ray job submit` takes: Ray is already initialised, so the job must not shut it down."""
     import ray
 
-    from rayrag.eval.config import EvaluateConfig
+    from rayrag.eval.job import EvaluateConfig
     from rayrag.eval.job import run_evaluate
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
@@ -91,7 +91,7 @@ def test_job_reuses_a_running_ray_and_leaves_it_running(tmp_path, data_dir):
 def test_rerank_reorders_the_top_by_the_rerankers_scores(tmp_path, data_dir, tiny_reranker):
     from rayrag.config import load_config
     from rayrag.data import load_beir
-    from rayrag.eval.config import EvaluateConfig
+    from rayrag.eval.job import EvaluateConfig
     from rayrag.eval.job import run_evaluate
     from rayrag.models.reranker import load_reranker
 
@@ -126,7 +126,7 @@ def test_rerank_reorders_the_top_by_the_rerankers_scores(tmp_path, data_dir, tin
 def test_bad_rerank_settings_fail_before_ray(tmp_path):
     from rayrag.config import load_config
     from rayrag.errors import ConfigError
-    from rayrag.eval.config import EvaluateConfig
+    from rayrag.eval.job import EvaluateConfig
 
     with pytest.raises(ConfigError, match="rerank_depth"):
         load_config(EvaluateConfig, None, ["rerank=minilm", "rerank_depth=0"])

@@ -153,11 +153,11 @@ def parse_entrypoint(entrypoint: str) -> tuple[str, str, list[str]]:
 
 
 def job_config(job: dict):
-    from rayrag.cli import JOB_CONFIGS
+    from rayrag.cli import JOBS
     from rayrag.config import load_config
 
     name, config, overrides = parse_entrypoint(job["spec"]["entrypoint"])
-    return load_config(JOB_CONFIGS[name], REPO / config, overrides)
+    return load_config(JOBS[name.replace("_", "-")].config, REPO / config, overrides)
 
 
 # ------------------------------------------------------------------------------------------

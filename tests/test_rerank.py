@@ -6,7 +6,7 @@ import pytest
 
 from rayrag.config import load_config
 from rayrag.errors import ConfigError
-from rayrag.eval.config import EvaluateConfig
+from rayrag.eval.job import EvaluateConfig
 from rayrag.search.rerank import check_interpolation_weight, interpolate
 from rayrag.serve.app import interpolation_weight
 from rayrag.serve.errors import ApiError

@@ -169,8 +169,8 @@ def test_train_reranker_job_exports_a_cross_encoder_and_registers_it(tmp_path, t
     out = tmp_path / "out"
     env = dict(os.environ, RAYRAG_DATA_DIR=str(data_dir))
     proc = subprocess.run(
-        [sys.executable, "-m", "jobs.train_reranker", "--model", str(tiny_encoder), "--examples", str(examples),
-         "--output-dir", str(out), "max_steps=2", "batch_size=4", "group_size=3", "doc_max_length=48",
+        [sys.executable, "-m", "jobs.train_reranker", "--model", str(tiny_encoder), "--output-dir", str(out),
+         f"examples={examples}", "max_steps=2", "batch_size=4", "group_size=3", "doc_max_length=48",
          "eval.split=null", "log_every=1", "register_as=tiny-cross"],
         cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -195,7 +195,7 @@ def test_train_reranker_job_exports_a_cross_encoder_and_registers_it(tmp_path, t
 def test_train_dense_job_rejects_a_reranker_objective(tmp_path, tiny_encoder, examples):
     from rayrag.cli import main
 
-    assert main(["train-dense", "--model", str(tiny_encoder), "--examples", str(examples), "objective=lce"]) == 2
+    assert main(["train-dense", "--model", str(tiny_encoder), f"examples={examples}", "objective=lce"]) == 2
 
 
 def test_llm_embedder_with_lora_and_checkpointing(ray_local, tmp_path, tiny_llama, examples, data_dir):

@@ -1,191 +1,77 @@
-"""The ``rayrag`` command. Jobs in ``jobs/`` call into the same parsers, so flags match."""
+"""The ``rayrag`` command, built from the job table below; ``jobs/<job>.py`` call the same parser.
+
+A job's values come from one chain: its config class's defaults <- the job's own defaults <-
+``--config`` YAML <- ``key=value`` overrides <- the few everyday flags the job names (each one
+a config key). ``serve``, ``data`` and ``models`` are tools with their own subcommands.
+"""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
+from .datagen.mine import JOB as MINE
+from .encode.pipeline import JOB as ENCODE
 from .errors import RayragError
-from .encode.config import EncodeConfig
-from .eval.config import EvaluateConfig
-from .datagen.mine import MineConfig
-from .index.build import IndexConfig
-from .quickstart import QuickstartConfig
-from .train.config import TrainConfig
-from .train.objectives.registry import TRAIN_COMMANDS, command_for, command_objectives
+from .eval.job import JOB as EVALUATE
+from .index.build import JOB as INDEX
+from .job import Job
+from .quickstart import JOB as QUICKSTART
+from .train.job import DENSE_JOB, RERANKER_JOB
 
-# Job name (module in jobs/) -> its config class; tests load every YAML through this.
-JOB_CONFIGS = {"evaluate": EvaluateConfig, "quickstart": QuickstartConfig, "encode": EncodeConfig,
-               "index": IndexConfig, "mine": MineConfig, "train_dense": TrainConfig, "train_reranker": TrainConfig}
+# Every job, in `rayrag --help` order. A new job is one module ending in a Job, plus a line here.
+JOBS: dict[str, Job] = {j.name: j for j in (QUICKSTART, EVALUATE, ENCODE, INDEX, MINE, DENSE_JOB, RERANKER_JOB)}
+TOOLS = ("serve", "data", "models")
 
 
-def _add_job_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML config (see jobs/configs/)")
+class _JobHelp(argparse.HelpFormatter):
+    """Appends a job's ``details`` to its description only when help is shown, so finding them
+    (the train jobs' objectives import torch) costs no other command its startup time."""
+
+    def add_text(self, text):
+        super().add_text(text)
+        job = JOBS.get(self._prog.split()[-1])
+        if job is not None and job.details is not None and text == job.description:
+            super().add_text(job.details())
+
+
+def _add_job(sub, job: Job) -> None:
+    p = sub.add_parser(job.name, help=job.help, description=job.description, epilog=_keys(job.config),
+                       formatter_class=_JobHelp)
+    p.add_argument("--config", help="YAML config (see jobs/configs/); key=value overrides apply on top")
+    defaults = job.config()
+    for key in job.flags:
+        default = job.defaults.get(key, getattr(defaults, key))
+        p.add_argument(f"--{key.replace('_', '-')}", dest=key, metavar=key.split("_")[-1].upper(),
+                       help=f"same as {key}=... (default: {'not set' if default is None else default})")
     p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="config overrides, e.g. depth=1000 options.batch_size=32")
+                   help="overrides of the config keys listed below, after --config; dotted for nested keys "
+                        "(options.batch_size=32), lists in brackets (retrievers=[bm25,hybrid(bm25,minilm)])")
+    p.set_defaults(job=job)
 
 
-def _job_config(cls, args: argparse.Namespace, extra: Sequence[str] = ()):
-    """defaults <- --config YAML <- key=value overrides <- flags named like config fields."""
-    from dataclasses import fields
+def _keys(cls) -> str:
+    """The epilog of a job's --help: every key it accepts, since most have no flag."""
+    import typing
 
+    hints = typing.get_type_hints(cls)
+    return "config keys: " + ", ".join(f.name + (".*" if dataclasses.is_dataclass(hints[f.name]) else "")
+                                       for f in dataclasses.fields(cls))
+
+
+def job_config(job: Job, args: argparse.Namespace) -> Any:
+    """The validated config of a parsed ``rayrag <job>`` command; nothing has run yet."""
     from .config import load_config
 
-    flags = {f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None}
-    return load_config(cls, args.config, [*extra, *args.overrides], **flags)
-
-
-def _evaluate_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="evaluate retrievers on a BEIR dataset inside Ray",
-                       description="Run retrievers on a BEIR split in Ray tasks; write result.json, "
-                                   "TREC run files and an MLflow run.")
-    _add_job_args(p)
-    p.add_argument("--dataset", help="dataset folder name under the data dir (default scifact)")
-    p.add_argument("--split", help="qrels split (default test)")
-    p.add_argument("--data-dir", help="folder holding datasets (default $RAYRAG_DATA_DIR)")
-    p.add_argument("--output-dir", help="where result.json and runs/ go")
-    p.add_argument("--retrievers", help="comma-separated, e.g. bm25,minilm,splade-tiny,dense:/path/model")
-    p.add_argument("--rerank", help="reranker model folder (from train-reranker) re-scoring each retriever's top "
-                                    "rerank_depth (default 100); adds '<retriever>>>rerank' rows")
-    p.set_defaults(func=_cmd_evaluate)
-
-
-def _cmd_evaluate(args) -> int:
-    from .eval.job import run_evaluate
-    from .eval.report import format_table
-
-    cfg = _job_config(EvaluateConfig, args)
-    result = run_evaluate(cfg)
-    print(format_table(result))
-    print(f"\nresult: {cfg.output_dir}/result.json  MLflow run {result['mlflow_run_id']} ({result['tracking_uri']})")
-    return 0
-
-
-def _encode_parser(sub) -> None:
-    p = sub.add_parser("encode", help="encode a corpus into embedding shards with Ray Data",
-                       description="Stream a corpus through a Ray Data actor pool of encoders into resumable "
-                                   "Parquet shards plus a manifest.")
-    _add_job_args(p)
-    p.add_argument("--model", help="built-in name, folder or HF id (default minilm)")
-    p.add_argument("--dataset", help="dataset under the data dir (encodes its corpus.jsonl)")
-    p.add_argument("--corpus", help="a corpus file instead: BEIR .jsonl or .parquet")
-    p.add_argument("--data-dir")
-    p.add_argument("--output-dir")
-    p.set_defaults(func=_cmd_encode)
-
-
-def _cmd_encode(args) -> int:
-    from .encode.pipeline import run_encode
-
-    cfg = _job_config(EncodeConfig, args)
-    m = run_encode(cfg)
-    print(f"{m['count']} {m['kind']} vectors (dim {m['dim']}) in {cfg.output_dir}; manifest.json written")
-    return 0
-
-
-def _index_parser(sub) -> None:
-    p = sub.add_parser("index", help="build a FAISS or inverted index from encode output",
-                       description="Build Flat / HNSW / IVF-PQ (dense) or an inverted index (sparse) from an "
-                                   "encode output folder; saved with ids and a checksummed manifest.")
-    _add_job_args(p)
-    p.add_argument("--embeddings", help="encode output folder")
-    p.add_argument("--output-dir")
-    p.add_argument("--kind", help="flat | hnsw | ivfpq (dense only)")
-    p.set_defaults(func=_cmd_index)
-
-
-def _cmd_index(args) -> int:
-    from .index.build import run_index
-
-    cfg = _job_config(IndexConfig, args, [f"faiss.kind={args.kind}"] if args.kind else [])
-    m = run_index(cfg)
-    print(f"index of {m['count']} vectors in {cfg.output_dir}")
-    return 0
-
-
-def _mine_parser(sub) -> None:
-    p = sub.add_parser("mine", help="mine hard negatives for training queries",
-                       description="Retrieve top-k for each training query, drop positives and likely false "
-                                   "negatives, and write training examples (JSONL) with their scores.")
-    _add_job_args(p)
-    p.add_argument("--dataset")
-    p.add_argument("--split", help="default train")
-    p.add_argument("--data-dir")
-    p.add_argument("--retriever", help="any retriever name, e.g. bm25 or minilm")
-    p.add_argument("--output", help="examples .jsonl file")
-    p.set_defaults(func=_cmd_mine)
-
-
-def _cmd_mine(args) -> int:
-    from .datagen.mine import run_mine
-
-    cfg = _job_config(MineConfig, args)
-    run_mine(cfg)
-    return 0
-
-
-class _TrainHelp(argparse.HelpFormatter):
-    """Lists the registered objectives only when help is shown: finding them imports the
-    objective modules (torch), which every other command would otherwise pay for at startup."""
-
-    def _get_help_string(self, action):
-        if action.dest != "objective":
-            return super()._get_help_string(action)
-        command = self._prog.split()[-1]
-        return (f"a registered objective: {', '.join(command_objectives()[command])} "
-                f"(default {TRAIN_COMMANDS[command][1]}), or one from objective_modules=[...]")
-
-
-def _train_parser(sub, name: str) -> None:
-    dense = name == "train-dense"
-    p = sub.add_parser(
-        name, help="train a dense embedder with Ray Train + DeepSpeed" if dense else
-        "train a cross-encoder or LLM reranker with Ray Train + DeepSpeed",
-        description=("Fine-tune a bi-encoder (encoder-only or decoder LLM embedder)" if dense else
-                     "Train a reranker (cross-encoder from an encoder's weights, or an LLM scoring yes/no)")
-        + " on mined training examples; checkpoints, resume, MLflow run and an exported model folder.",
-        formatter_class=_TrainHelp)
-    _add_job_args(p)
-    # No argparse choices: objectives from objective_modules register only when the config loads.
-    p.add_argument("--objective", help="(listed by _TrainHelp)")
-    p.add_argument("--model", help="built-in name, folder or HF id")
-    p.add_argument("--examples", help="training examples .jsonl from `rayrag mine`")
-    p.add_argument("--dataset", help="dataset whose corpus holds the documents' text")
-    p.add_argument("--data-dir")
-    p.add_argument("--output-dir")
-    p.add_argument("--num-workers", type=int)
-    p.add_argument("--use-gpu", action="store_true", default=None)
-    p.set_defaults(func=_cmd_train, train_command=name)
-
-
-def _cmd_train(args) -> int:
-    from .train import run_train
-
-    default = [] if args.objective or args.config else [f"objective={TRAIN_COMMANDS[args.train_command][1]}"]
-    cfg = _job_config(TrainConfig, args, default)
-    if cfg.kind not in TRAIN_COMMANDS[args.train_command][0]:
-        raise RayragError(f"objective {cfg.objective!r} trains a {cfg.kind} model; use {command_for(cfg.kind)}")
-    run_train(cfg)
-    return 0
-
-
-def _quickstart_parser(sub) -> None:
-    p = sub.add_parser("quickstart", help="SciFact end to end: encode, index, evaluate",
-                       description="Encode SciFact with Ray Data (MiniLM, SPLADE-tiny), build Flat/HNSW/inverted "
-                                   "indexes, evaluate BM25, dense, sparse and hybrid retrieval; print a table.")
-    _add_job_args(p)
-    p.add_argument("--data-dir", help="folder holding scifact/ (default $RAYRAG_DATA_DIR)")
-    p.add_argument("--output-dir", help="default out/quickstart")
-    p.set_defaults(func=_cmd_quickstart)
-
-
-def _cmd_quickstart(args) -> int:
-    from .quickstart import run_quickstart
-
-    run_quickstart(_job_config(QuickstartConfig, args))  # ends with the table and what to run next
-    return 0
+    flags = {key: getattr(args, key) for key in job.flags}
+    cfg = load_config(job.config, args.config, args.overrides, base=job.defaults, **flags)
+    if job.check:
+        job.check(cfg)
+    return cfg
 
 
 def _data_parser(sub) -> None:
@@ -205,9 +91,6 @@ def _data_parser(sub) -> None:
 
 
 def _cmd_download(args) -> int:
-    import os
-    from pathlib import Path
-
     from .data.download import download_beir
     from .data.locate import ENV
 
@@ -245,25 +128,17 @@ def _cmd_models_list(args) -> int:
 
 
 def _cmd_models_resolve(args) -> int:
-    from dataclasses import asdict
-
     from .assets import resolve_model
 
-    print(json.dumps(asdict(resolve_model(args.name)), indent=2))
+    print(json.dumps(dataclasses.asdict(resolve_model(args.name)), indent=2))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rayrag", description="Retrieval for RAG on Ray.")
-    sub = p.add_subparsers(dest="command", required=True,
-                           metavar="{quickstart,evaluate,encode,index,mine,train-dense,train-reranker,serve,data,models}")
-    _quickstart_parser(sub)
-    _evaluate_parser(sub)
-    _encode_parser(sub)
-    _index_parser(sub)
-    _mine_parser(sub)
-    _train_parser(sub, "train-dense")
-    _train_parser(sub, "train-reranker")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{" + ",".join([*JOBS, *TOOLS]) + "}")
+    for job in JOBS.values():
+        _add_job(sub, job)
     from .serve.cli import register as _serve_parser  # lazy inside: Ray Serve is imported only when run
 
     _serve_parser(sub)
@@ -272,16 +147,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Any]:
+    """Parse a command line and, for a job, load and check its config: everything but running it."""
+    args = build_parser().parse_args(argv)
+    job = getattr(args, "job", None)
+    return args, (job_config(job, args) if job else None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if not os.environ.get("RAY_ADDRESS"):
         # A job that starts its own Ray keeps it on loopback; Ray reads this at import time.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        args, cfg = parse(argv)
+        if cfg is None:
+            return args.func(args)
+        result = args.job.run(cfg)
+        if args.job.summary:
+            print(args.job.summary(cfg, result))
+        return 0
     except RayragError as e:
         print(f"rayrag: error: {e}", file=sys.stderr)
         return 2
+
+
+def job_main(entry_file: str) -> None:
+    """``python -m jobs.<module>``: the ``rayrag`` command named by the entry point's file."""
+    sys.exit(main([Path(entry_file).stem.replace("_", "-"), *sys.argv[1:]]))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 Overrides use dotted keys for nested dataclasses (``tracking.experiment=foo``) and
 are parsed as YAML scalars, so ``k=100`` is an int and ``retrievers=[bm25,minilm]`` a list.
+A ``[...]`` list is split only at commas outside brackets and quotes, so
+``retrievers=[bm25,hybrid(bm25,minilm)]`` has two items (YAML alone would make three).
 Unknown keys and values of the wrong type are rejected before any work starts.
 """
 from __future__ import annotations
@@ -19,20 +21,35 @@ from .errors import ConfigError
 T = TypeVar("T")
 
 
-def split_top_level(text: str, sep: str = ",") -> list[str]:
-    """Split on ``sep`` outside parentheses: ``"a,rrf(b,c)" -> ["a", "rrf(b,c)"]``."""
-    parts, depth, cur = [], 0, []
+_CLOSERS = {"(": ")", "[": "]", "{": "}"}
+
+
+def split_top_level(text: str, sep: str = ",", brackets: str = "(", quotes: bool = False) -> list[str]:
+    """Split on ``sep`` outside brackets: ``"a,rrf(b,c)" -> ["a", "rrf(b,c)"]``.
+
+    ``brackets`` names the opening characters that nest (retriever names use only parentheses;
+    YAML lists also ``[`` and ``{``); with ``quotes``, nothing inside '...' or "..." splits.
+    """
+    closers = {_CLOSERS[b]: b for b in brackets}
+    what = "parentheses" if brackets == "(" else "brackets"
+    parts, stack, cur, quote = [], [], [], None
     for c in text:
-        if c == sep and depth == 0:
+        if quote:
+            quote = None if c == quote else quote
+        elif quotes and c in "'\"":
+            quote = c
+        elif c == sep and not stack:
             parts.append("".join(cur))
             cur = []
             continue
-        depth += (c == "(") - (c == ")")
-        if depth < 0:
-            break
+        elif c in brackets:
+            stack.append(c)
+        elif c in closers:
+            if not stack or stack.pop() != closers[c]:
+                raise ConfigError(f"unbalanced {what} in {text!r}")
         cur.append(c)
-    if depth:
-        raise ConfigError(f"unbalanced parentheses in {text!r}")
+    if stack or quote:
+        raise ConfigError(f"unbalanced {'quotes' if quote else what} in {text!r}")
     return parts + ["".join(cur)]
 
 
@@ -150,10 +167,7 @@ def parse_overrides(items: Iterable[str]) -> dict:
         key = key.strip()
         if not key:
             raise ConfigError(f"override {item!r} has an empty key")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as e:
-            raise ConfigError(f"override {item!r}: cannot parse value: {e}") from None
+        value = _parse_value(raw, item)
         node = out
         parts = key.split(".")
         for p in parts[:-1]:
@@ -162,6 +176,22 @@ def parse_overrides(items: Iterable[str]) -> dict:
                 raise ConfigError(f"override {item!r} conflicts with another override")
         node[parts[-1]] = value
     return out
+
+
+def _parse_value(raw: str, item: str) -> Any:
+    text = raw.strip()
+    if text.startswith("[") and text.endswith("]"):
+        # Split here rather than in YAML, which would cut `hybrid(bm25,minilm)` at its comma.
+        items = split_top_level(text[1:-1], brackets="([{", quotes=True)
+        if items[-1].strip() == "":
+            items.pop()  # "[]", or a trailing comma, which YAML allows too
+        if any(not i.strip() for i in items):
+            raise ConfigError(f"override {item!r}: empty list item")
+        return [_parse_value(i, item) for i in items]
+    try:
+        return yaml.safe_load(text) if text else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {item!r}: cannot parse value: {e}") from None
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -188,9 +218,10 @@ def load_yaml(path: str | Path) -> dict:
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Iterable[str] = (),
-                **explicit: Any) -> T:
-    """Defaults <- YAML file <- ``key=value`` overrides <- explicit keyword values (flags)."""
-    data: dict = load_yaml(path) if path else {}
+                base: dict | None = None, **explicit: Any) -> T:
+    """Class defaults <- ``base`` (a job's own defaults) <- YAML file <- ``key=value`` overrides
+    <- explicit keyword values (everyday flags)."""
+    data = _merge(base or {}, load_yaml(path) if path else {})
     data = _merge(data, parse_overrides(overrides))
     data = _merge(data, {k: v for k, v in explicit.items() if v is not None})
     return from_dict(cls, data)

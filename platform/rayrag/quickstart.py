@@ -14,11 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .encode.config import EncodeConfig
+from .encode.pipeline import EncodeConfig
 from .errors import ConfigError
-from .eval.config import EvaluateConfig
+from .eval.job import EvaluateConfig
 from .index.build import IndexConfig
 from .index.faiss_index import FaissParams
+from .job import Job
 
 
 @dataclass
@@ -159,3 +160,11 @@ def print_summary(cfg: QuickstartConfig, result: dict) -> None:
     if result["tracking_uri"].startswith("sqlite:"):
         print(f"  browse it: mlflow ui --backend-store-uri {result['tracking_uri']} --host 127.0.0.1")
     print("\n" + NEXT_STEPS, flush=True)
+
+
+JOB = Job(
+    name="quickstart", config=QuickstartConfig, run=run_quickstart,
+    help="SciFact end to end: encode, index, evaluate, serve",
+    description="Encode SciFact with Ray Data (MiniLM, SPLADE-tiny), build Flat/HNSW/inverted indexes, evaluate "
+                "BM25, dense, sparse and hybrid retrieval, print a table, and serve the Flat index over HTTP.",
+    flags=("data_dir", "output_dir"))

@@ -19,6 +19,7 @@ from pathlib import Path
 from ..config import to_dict
 from ..errors import ConfigError
 from ..io import atomic_open
+from ..job import Job
 from ..search.options import RetrieverOptions
 
 
@@ -148,3 +149,11 @@ def run_mine(cfg: MineConfig) -> dict:
     finally:
         if started:
             ray.shutdown()
+
+
+JOB = Job(
+    name="mine", config=MineConfig, run=run_mine,
+    help="mine hard negatives for training queries",
+    description="Retrieve top-k for each training query (retriever=<any retriever name>), drop positives and "
+                "likely false negatives, and write training examples (JSONL, output=<file>) with their scores.",
+    flags=("dataset", "data_dir"))

@@ -8,14 +8,48 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import to_dict
 from ..errors import ConfigError, DataError
 from ..io import atomic_write_json, sha256_folder
-from .config import EncodeConfig
+from ..job import Job
 from .shards import plan_shards
 from .store import clean_temp_files, finished_shard, load_manifest
+
+
+@dataclass
+class EncodeConfig:
+    model: str = "minilm"  # built-in name, folder or HF id
+    kind: str | None = None  # "dense" | "sparse"; None: from the built-in's kind
+    dataset: str | None = "scifact"  # encodes <data dir>/<dataset>/corpus.jsonl ...
+    corpus: str | None = None  # ... unless a corpus file (.jsonl or .parquet) is given
+    data_dir: str | None = None
+    output_dir: str = "out/encode"
+    docs_per_shard: int = 512  # unit of resume and of work handed to an actor
+    batch_size: int = 64  # texts per forward pass, sorted by length inside a shard
+    max_length: int | None = None  # None: the model's own
+    num_actors: int = 2  # encoder replicas in the actor pool
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0
+    threads_per_actor: int | None = None  # torch threads; None: round(cpus_per_actor)
+    sparse_top_k: int | None = 256  # SPLADE: keep the k heaviest terms of each document
+    overwrite: bool = False  # start over when output_dir holds a different plan
+    experiment: str = "rayrag"
+
+    def validate(self) -> None:
+        if self.kind not in (None, "dense", "sparse"):
+            raise ConfigError(f"kind must be dense or sparse, got {self.kind!r}")
+        if not self.dataset and not self.corpus:
+            raise ConfigError("give dataset=<name> or corpus=<path to .jsonl/.parquet>")
+        for key in ("docs_per_shard", "batch_size", "num_actors"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.cpus_per_actor <= 0 or self.gpus_per_actor < 0:
+            raise ConfigError("cpus_per_actor must be > 0 and gpus_per_actor >= 0")
+        if self.sparse_top_k is not None and self.sparse_top_k < 1:
+            raise ConfigError(f"sparse_top_k must be >= 1 or null, got {self.sparse_top_k}")
 
 
 def model_fingerprint(path: str) -> str:
@@ -147,3 +181,16 @@ def run_encode(cfg: EncodeConfig) -> dict:
     finally:
         if started:
             ray.shutdown()
+
+
+def _summary(cfg: EncodeConfig, manifest: dict) -> str:
+    return (f"{manifest['count']} {manifest['kind']} vectors (dim {manifest['dim']}) in {cfg.output_dir}; "
+            "manifest.json written")
+
+
+JOB = Job(
+    name="encode", config=EncodeConfig, run=run_encode,
+    help="encode a corpus into embedding shards with Ray Data",
+    description="Stream a corpus through a Ray Data actor pool of encoders into resumable Parquet shards plus "
+                "a manifest. The corpus is the dataset's corpus.jsonl, or corpus=<file .jsonl or .parquet>.",
+    flags=("model", "dataset", "data_dir", "output_dir"), summary=_summary)

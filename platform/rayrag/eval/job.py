@@ -8,18 +8,80 @@ seconds and a crash never leaves a partial ``result.json``.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..assets import resolve_model
 from ..config import to_dict
 from ..data.beir import load_beir
 from ..data.locate import dataset_dir
+from ..errors import ConfigError
 from ..io import atomic_path, atomic_write_json
+from ..job import Job
 from ..search.options import RetrieverOptions
-from ..search.registry import Spec, parse_spec, split_label
-from .config import EvaluateConfig
-from .metrics import evaluate
+from ..search.registry import Spec, parse_spec, split_label, validate_spec
+from .metrics import evaluate, parse_metric
 from .trec import write_run
+
+DEFAULT_RETRIEVERS = ["bm25", "minilm", "splade-tiny"]
+
+
+@dataclass
+class EvaluateConfig:
+    dataset: str = "scifact"
+    split: str = "test"
+    data_dir: str | None = None  # default: $RAYRAG_DATA_DIR
+    output_dir: str = "out/evaluate"
+    # names (see rayrag.search.registry); "label=spec" reports spec's results under label
+    retrievers: list[str] = field(default_factory=lambda: list(DEFAULT_RETRIEVERS))
+    depth: int = 100  # documents retrieved per query (run file depth)
+    metrics: list[str] = field(default_factory=lambda: ["ndcg@10", "recall@100", "mrr@10", "map@100"])
+    cpus_per_retriever: float = 1.0  # Ray task size; torch threads follow it
+    num_cpus: int | None = None  # local Ray only: CPUs to give the node (default: all)
+    rerank: str | None = None  # reranker model (folder, run artifact, built-in): adds "<label>>>rerank" rows
+    rerank_depth: int = 100  # first-stage documents the reranker re-scores
+    rerank_batch_size: int = 32
+    # each w adds "<label>>>rerank+first@w": w * reranker + (1 - w) * first stage, both min-max
+    # normalised per query over the reranked top (search.rerank.interpolate); one reranker pass;
+    # 0 <= w <= 1, the rule Serve's rerank_interpolate follows (search.rerank.check_interpolation_weight)
+    rerank_interpolate: list[float] = field(default_factory=list)
+    experiment: str = "rayrag"
+    options: RetrieverOptions = field(default_factory=RetrieverOptions)
+
+    def validate(self) -> None:
+        from ..search.rerank import check_interpolation_weight
+
+        if not self.retrievers:
+            raise ConfigError("retrievers: give at least one retriever")
+        labels = [split_label(r)[0] for r in self.retrievers]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"retrievers: duplicate names in {labels}")
+        for spec in self.retrievers:
+            validate_spec(spec)
+        if self.depth < 1:
+            raise ConfigError(f"depth must be >= 1, got {self.depth}")
+        for m in self.metrics:
+            try:
+                _, k = parse_metric(m)
+            except ValueError as e:
+                raise ConfigError(f"metrics: {e}") from None
+            if k is not None and k > self.depth:
+                raise ConfigError(f"metrics: {m} needs depth >= {k}, but depth is {self.depth}")
+        if self.rerank_depth < 1 or self.rerank_batch_size < 1:
+            raise ConfigError("rerank_depth and rerank_batch_size must be >= 1")
+        for w in self.rerank_interpolate:
+            try:
+                check_interpolation_weight(w)
+            except ValueError as e:
+                raise ConfigError(f"rerank_interpolate: {e}") from None
+        if self.rerank_interpolate and not self.rerank:
+            raise ConfigError("rerank_interpolate needs a reranker (rerank)")
+        if self.rerank is not None and not self.rerank.strip():
+            raise ConfigError("rerank: give a reranker model (folder or name), or leave it unset")
+        if self.cpus_per_retriever <= 0:
+            raise ConfigError(f"cpus_per_retriever must be > 0, got {self.cpus_per_retriever}")
+        if not self.output_dir:
+            raise ConfigError("output_dir must not be empty")
 
 
 def _retrieve(label: str, spec: str, options: RetrieverOptions, corpus: dict, queries: dict, depth: int,
@@ -147,3 +209,19 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
 
 def _file_safe(spec: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in spec)
+
+
+def _summary(cfg: EvaluateConfig, result: dict) -> str:
+    from .report import format_table
+
+    return (f"{format_table(result)}\n\nresult: {cfg.output_dir}/result.json  "
+            f"MLflow run {result['mlflow_run_id']} ({result['tracking_uri']})")
+
+
+JOB = Job(
+    name="evaluate", config=EvaluateConfig, run=run_evaluate,
+    help="evaluate retrievers on a BEIR dataset inside Ray",
+    description="Run retrievers on a BEIR split in Ray tasks; write result.json, TREC run files and an "
+                "MLflow run. Retrievers: retrievers=[bm25,minilm,hybrid(bm25,minilm),dense:/path/model]; "
+                "a reranker (from train-reranker) adds '<retriever>>>rerank' rows: rerank=<model folder>.",
+    flags=("dataset", "data_dir", "output_dir"), summary=_summary)

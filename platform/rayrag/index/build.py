@@ -8,6 +8,7 @@ from pathlib import Path
 from ..config import to_dict
 from ..encode.store import load_manifest, read_dense, read_sparse
 from ..errors import ConfigError
+from ..job import Job
 from .faiss_index import FaissParams, build_faiss, gpu_count
 from .store import save_index
 
@@ -59,3 +60,11 @@ def run_index(cfg: IndexConfig) -> dict:
         jr.log_artifact(out, "index")
         print(f"[index] {params.get('kind')} index over {len(ids)} vectors in {build_s:.1f}s -> {out}", flush=True)
         return manifest
+
+
+JOB = Job(
+    name="index", config=IndexConfig, run=run_index,
+    help="build a FAISS or inverted index from encode output",
+    description="Build Flat / HNSW / IVF-PQ (dense; faiss.kind=flat|hnsw|ivfpq) or an inverted index (sparse) "
+                "from an encode output folder (embeddings=<folder>); saved with ids and a checksummed manifest.",
+    flags=("output_dir",), summary=lambda cfg, m: f"index of {m['count']} vectors in {cfg.output_dir}")
