@@ -41,7 +41,7 @@ def _command(text: str, rayrag: bool) -> list[str] | None:
 
 
 def _markdown(path: Path):
-    lines, fenced, i = path.read_text().splitlines(), False, 0
+    lines, fenced, i, prose = path.read_text().splitlines(), False, 0, []
     while i < len(lines):
         line, start = lines[i], i + 1
         if line.lstrip().startswith("```"):
@@ -51,11 +51,21 @@ def _markdown(path: Path):
                 i += 1
                 line = line[:-1] + " " + lines[i].strip()
             yield start, line, True
-        else:
-            for span in re.findall(r"`([^`]+)`", line):
-                if span.startswith(("python -m jobs.", "rayrag ")):
-                    yield start, span, True
+        elif line.strip():
+            prose.append((start, line))
+        if (fenced or not line.strip() or i + 1 == len(lines)) and prose:
+            yield from _inline_code(prose)
+            prose = []
         i += 1
+
+
+def _inline_code(paragraph: list[tuple[int, str]]):
+    """Commands in `code spans` of a paragraph; a span may wrap onto the next line."""
+    text = "\n".join(line for _, line in paragraph)
+    for m in re.finditer(r"`([^`]+)`", text):
+        span = " ".join(m.group(1).split())
+        if span.startswith(("python -m jobs.", "rayrag ")):
+            yield paragraph[0][0] + text.count("\n", 0, m.start()), span, True
 
 
 def _yaml_header(path: Path):
@@ -85,7 +95,11 @@ def _k8s(path: Path):
             for v in node:
                 yield from strings(v)
         elif isinstance(node, str) and "python -m jobs." in node:
-            yield " ".join(node.split())  # folded or multi-line entrypoints read as one line
+            inner = yaml.safe_load(node) if "\n" in node else None
+            if isinstance(inner, (dict, list)):  # a kustomize patch held as a string
+                yield from strings(inner)
+            else:
+                yield " ".join(node.split())  # folded or multi-line entrypoints read as one line
 
     for doc in yaml.safe_load_all(text):
         for s in strings(doc):
