@@ -43,6 +43,12 @@ def test_quickstart_reproduces_published_numbers(tmp_path, data_dir):
     assert abs(ndcg["splade-tiny"] - 0.64) <= 0.01, ndcg
     assert abs(ndcg["minilm+hnsw"] - ndcg["minilm"]) <= 0.005, ndcg
     assert ndcg["hybrid(bm25,minilm)"] > max(ndcg["bm25"], ndcg["minilm"]), ndcg
+    # and exactly the README's table, to its 4 decimals: a refactor that moves a figure shows here
+    readme = _readme_table()
+    assert set(readme) == set(result["metrics"]), (sorted(readme), sorted(result["metrics"]))
+    for name, (want_ndcg, want_recall) in readme.items():
+        got = result["metrics"][name]
+        assert (round(got["ndcg@10"], 4), round(got["recall@100"], 4)) == (want_ndcg, want_recall), (name, got)
     # it ends with the table (once) and what to run next
     tail = proc.stdout.rsplit("[quickstart] POST", 1)[1]
     assert proc.stdout.count("scifact / test  (300 queries") == 1 and "minilm+hnsw" in tail, proc.stdout[-3000:]
@@ -65,3 +71,14 @@ def test_quickstart_reproduces_published_numbers(tmp_path, data_dir):
     assert index_manifest["encode_run_id"] == encode_manifest["mlflow_run_id"]
     assert index_manifest["model_version"] == encode_manifest["model_version"]
     assert encode_manifest["count"] == 5183
+
+
+def _readme_table() -> dict[str, tuple[float, float]]:
+    """The quickstart's figures as README.md publishes them: retriever -> (nDCG@10, Recall@100)."""
+    text = (REPO / "README.md").read_text().split("## What the quickstart does", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 4 and cells[0].startswith("`") and cells[2][:2] == "0.":
+            rows[cells[0].strip("`")] = (float(cells[2]), float(cells[3]))
+    return rows
