@@ -36,3 +36,27 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     from torch.distributed.nn.functional import all_gather
 
     return torch.cat(all_gather(x), dim=0)  # [W * N, ...]
+
+
+def all_reduce_sum_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Sum of ``x`` over workers, keeping the autograd graph (identity without torch.distributed).
+
+    ``torch.distributed.nn.functional.all_reduce`` is differentiable: its backward all-reduces
+    the incoming gradients, so each worker's ``x`` receives the gradient of the *sum of every
+    worker's loss*. Engines then average gradients over workers, which turns that into the
+    gradient of the mean of the workers' losses.
+    """
+    import torch.distributed as dist
+
+    if not _active() or dist.get_world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(x)
+
+
+def world_size() -> int:
+    """Number of workers; 1 without a process group."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if _active() else 1

@@ -4,10 +4,14 @@ Each module exposes the math as a function (tensors in, scalar loss out) that te
 without a model, and names the paper it comes from.
 """
 from ..distributed import gather_with_grad  # re-exported: it used to live in losses.infonce
+from .disco import disco_loss
+from .flops import flops
 from .infonce import infonce
 from .kl_listwise import kl_listwise
+from .l1 import l1
 from .lce import localized_contrastive
 from .margin_mse import margin_mse
 from .yes_no import yes_no_sft
 
-__all__ = ["infonce", "gather_with_grad", "kl_listwise", "margin_mse", "localized_contrastive", "yes_no_sft"]
+__all__ = ["infonce", "gather_with_grad", "kl_listwise", "margin_mse", "localized_contrastive", "yes_no_sft",
+           "disco_loss", "flops", "l1"]
