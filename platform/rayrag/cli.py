@@ -21,10 +21,11 @@ from .eval.job import JOB as EVALUATE
 from .index.build import JOB as INDEX
 from .job import Job
 from .quickstart import JOB as QUICKSTART
-from .train.job import DENSE_JOB, RERANKER_JOB
+from .train.job import DENSE_JOB, RERANKER_JOB, SPARSE_JOB
 
 # Every job, in `rayrag --help` order. A new job is one module ending in a Job, plus a line here.
-JOBS: dict[str, Job] = {j.name: j for j in (QUICKSTART, EVALUATE, ENCODE, INDEX, MINE, DENSE_JOB, RERANKER_JOB)}
+JOBS: dict[str, Job] = {j.name: j for j in (QUICKSTART, EVALUATE, ENCODE, INDEX, MINE, DENSE_JOB, RERANKER_JOB,
+                                                 SPARSE_JOB)}
 TOOLS = ("serve", "data", "models")
 
 

@@ -31,30 +31,11 @@ class SpladeEncoder:
         self.model = AutoModelForMaskedLM.from_pretrained(resolved.path).to(self.device).eval()
         self.vocab_size = int(self.model.config.vocab_size)
 
-    def _token_logits(self, enc) -> tuple[torch.Tensor, torch.Tensor]:
-        """MLM logits of the real (non-pad) tokens only: [Ntok, V], plus tokens per text [B].
-
-        The vocabulary projection is the whole cost (Ntok x H x 30k); skipping pad tokens and
-        never materialising [B, T, V] for them is what keeps SPLADE encoding affordable on CPU.
-        """
-        mask = enc["attention_mask"].bool()  # [B, T]
-        lengths = mask.sum(1)  # [B]
-        head = getattr(self.model, "cls", None)  # BERT-family MLM head
-        if head is not None:
-            hidden = self.model.base_model(**enc).last_hidden_state  # [B, T, H]
-            return head(hidden[mask]), lengths  # [Ntok, V]
-        logits = self.model(**enc).logits  # [B, T, V]
-        return logits[mask], lengths
-
     @torch.inference_mode()
     def _encode_batch(self, texts: list[str]) -> torch.Tensor:
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
                              return_tensors="pt").to(self.device)
-        logits, lengths = self._token_logits(enc)  # [Ntok, V], [B]
-        # log1p(relu(.)) is monotonic, so max-pool the raw logits first and transform only
-        # [B, V] instead of [Ntok, V]: same result, a fraction of the memory traffic.
-        pooled = torch.stack([seg.amax(0) for seg in logits.split(lengths.tolist())])  # [B, V]
-        weights = torch.log1p(torch.relu(pooled))
+        weights = splade_reps(self.model, enc["input_ids"], enc["attention_mask"])  # [B, V]
         if self.top_k is not None and self.top_k < weights.shape[1]:
             vals, idx = weights.topk(self.top_k, dim=1)
             weights = torch.zeros_like(weights).scatter_(1, idx, vals)
@@ -74,3 +55,33 @@ class SpladeEncoder:
             return sp.csr_matrix((len(texts), self.vocab_size), dtype=np.float32)
         return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                              shape=(len(texts), self.vocab_size), dtype=np.float32)
+
+
+def _token_logits(model: torch.nn.Module, input_ids: torch.Tensor,
+                  attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """MLM logits of the real (non-pad) tokens only: [Ntok, V], plus tokens per text [B].
+
+    The vocabulary projection is the whole cost (Ntok x H x 30k); skipping pad tokens and
+    never materialising [B, T, V] for them is what keeps SPLADE encoding affordable on CPU.
+    """
+    mask = attention_mask.bool()  # [B, T]
+    lengths = mask.sum(1)  # [B]
+    head = getattr(model, "cls", None)  # BERT-family MLM head
+    if head is not None:
+        hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, T, H]
+        return head(hidden[mask]), lengths  # [Ntok, V]
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits  # [B, T, V]
+    return logits[mask], lengths
+
+
+def splade_reps(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """SPLADE term weights [B, V] (float32) of a masked LM: ``max_t log(1 + relu(logits[t]))``.
+
+    Differentiable: training (``train/objectives/sparse.py``) calls it with gradients, encoding
+    (``SpladeEncoder``) under ``inference_mode``, so a trained model is scored as it was trained.
+    log1p(relu(.)) is monotonic, so the raw logits are max-pooled first and only [B, V] is
+    transformed: the same values (and the same gradient wherever the max is unique).
+    """
+    logits, lengths = _token_logits(model, input_ids, attention_mask)  # [Ntok, V], [B]
+    pooled = torch.stack([seg.amax(0) for seg in logits.split(lengths.tolist())])  # [B, V]
+    return torch.log1p(torch.relu(pooled.float()))

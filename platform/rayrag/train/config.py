@@ -1,4 +1,4 @@
-"""Config of the training jobs (dense bi-encoders, cross-encoder and LLM rerankers)."""
+"""Config of the training jobs (dense bi-encoders, cross-encoder and LLM rerankers, sparse query encoders)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,6 +7,7 @@ from ..errors import ConfigError
 from .objectives.registry import ObjectiveSpec, get_objective, import_objective_modules
 
 SCHEDULES = ("linear", "cosine", "constant")
+REGULARISERS = ("flops", "l1", "none")
 
 
 @dataclass
@@ -28,6 +29,44 @@ class TrainEvalConfig:
     first_stage: str = "bm25"  # rerankers: what retrieves the candidates they re-score
     rerank_depth: int = 100
     max_queries: int | None = None  # cap for quick looks; None = every query of the split
+
+
+@dataclass
+class DiscoConfig:
+    """DiSCo (train-sparse, objective disco): distil rewrites' score distributions into a SPLADE
+    query encoder that reads the whole conversation; the document encoder stays frozen."""
+    teachers: list[str] = field(default_factory=lambda: ["human"])  # keys of the examples' teacher_scores
+    teacher_weights: list[float] | None = None  # merge weights, one per teacher; None = equal
+    kl_weight: float = 0.99
+    contrastive_weight: float = 0.01
+    temperature: float = 1.0  # divides teacher and student scores alike
+    reg: str = "flops"  # sparsity regulariser on the query representations: flops | l1 | none
+    # Of the order of SPLADE's query-side weights; not tuned here.
+    reg_weight: float = 5.0e-4
+    reg_warmup_steps: int = 0  # the weight grows quadratically from 0 over these optimizer steps
+    max_candidates: int | None = None  # per turn: its positives, then the teachers' favourites
+    # held-out turns (the same format, other conversations) for in-training evaluation; training
+    # drops turns of these conversations. eval.split is not used by train-sparse.
+    eval_examples: str | None = None
+
+    def validate(self) -> None:
+        if not self.teachers or len(set(self.teachers)) != len(self.teachers):
+            raise ConfigError(f"disco.teachers must be a non-empty list of distinct names, got {self.teachers}")
+        if self.teacher_weights is not None and (
+                len(self.teacher_weights) != len(self.teachers) or any(w < 0 for w in self.teacher_weights)
+                or sum(self.teacher_weights) <= 0):
+            raise ConfigError(f"disco.teacher_weights must be {len(self.teachers)} non-negative numbers (one per "
+                              f"teacher), not all 0; got {self.teacher_weights}")
+        if self.kl_weight < 0 or self.contrastive_weight < 0 or self.kl_weight + self.contrastive_weight <= 0:
+            raise ConfigError("disco.kl_weight and disco.contrastive_weight must be >= 0, not both 0")
+        if self.temperature <= 0:
+            raise ConfigError(f"disco.temperature must be > 0, got {self.temperature}")
+        if self.reg not in REGULARISERS:
+            raise ConfigError(f"disco.reg must be one of {REGULARISERS}, got {self.reg!r}")
+        if self.reg_weight < 0 or self.reg_warmup_steps < 0:
+            raise ConfigError("disco.reg_weight and disco.reg_warmup_steps must be >= 0")
+        if self.max_candidates is not None and self.max_candidates < 2:
+            raise ConfigError(f"disco.max_candidates must be >= 2 (or null for all), got {self.max_candidates}")
 
 
 @dataclass
@@ -88,6 +127,7 @@ class TrainConfig:
     register_as: str | None = None  # MLflow registered model name; None = no registration
     experiment: str = "rayrag"
     eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)
+    disco: DiscoConfig = field(default_factory=DiscoConfig)  # train-sparse only
 
     @property
     def max_length(self) -> int:

@@ -1,5 +1,5 @@
-"""The two training jobs: ``train-dense`` (bi-encoders) and ``train-reranker`` (cross-encoder and
-LLM rerankers). They share ``TrainConfig`` and the runtime; the objective registry says which
+"""The training jobs: ``train-dense`` (bi-encoders), ``train-reranker`` (cross-encoder and LLM
+rerankers) and ``train-sparse`` (SPLADE query encoders: DiSCo). They share ``TrainConfig`` and the runtime; the objective registry says which
 model kinds each trains and its default objective (``TRAIN_COMMANDS``)."""
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from .config import TrainConfig
 from .objectives.registry import TRAIN_COMMANDS, command_for, command_objectives
 
 
-def _job(name: str, short: str, what: str) -> Job:
+def _job(name: str, short: str, what: str, examples: str = "mined training examples (examples=<file from "
+         "`rayrag mine`>)", defaults: dict | None = None) -> Job:
     kinds, default = TRAIN_COMMANDS[name]
 
     def check(cfg: TrainConfig) -> None:
@@ -24,9 +25,8 @@ def _job(name: str, short: str, what: str) -> Job:
 
     return Job(
         name=name, config=TrainConfig, run=run_train, help=short,
-        description=f"{what} on mined training examples (examples=<file from `rayrag mine`>); checkpoints, "
-                    f"resume, MLflow run and an exported model folder.",
-        details=objectives, flags=("model", "dataset", "data_dir", "output_dir"), defaults={"objective": default},
+        description=f"{what} on {examples}; checkpoints, resume, MLflow run and an exported model folder.",
+        details=objectives, flags=("model", "dataset", "data_dir", "output_dir"), defaults={"objective": default, **(defaults or {})},
         check=check)
 
 
@@ -34,3 +34,11 @@ DENSE_JOB = _job("train-dense", "train a dense embedder with Ray Train + DeepSpe
                  "Fine-tune a bi-encoder (encoder-only or decoder LLM embedder)")
 RERANKER_JOB = _job("train-reranker", "train a cross-encoder or LLM reranker with Ray Train + DeepSpeed",
                     "Train a reranker (cross-encoder from an encoder's weights, or an LLM scoring yes/no)")
+# DiSCo examples carry their candidates' texts and hold out conversations (disco.eval_examples),
+# not a BEIR split: no dataset folder is read, and holdout is off.
+SPARSE_JOB = _job("train-sparse", "train a SPLADE query encoder (DiSCo) with Ray Train + DeepSpeed",
+                  "Distil conversational query rewrites into a SPLADE query encoder over the whole "
+                  "conversation (the document encoder stays frozen, so its index stays valid)",
+                  examples="DiSCo examples (examples=<JSONL of turns, candidates and teacher scores>)",
+                  defaults={"holdout": None, "dataset": "mtrag", "model": "splade-tiny",
+                            "output_dir": "out/train/disco"})

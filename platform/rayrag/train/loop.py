@@ -53,7 +53,7 @@ def train_loop_per_worker(config: dict) -> None:
     from ..config import from_dict
     from .config import TrainConfig
     from .engine import full_parameters, make_engine
-    from .examples import BatchPlan, make_group
+    from .examples import BatchPlan
     from .objectives import make_objective
 
     cfg = from_dict(TrainConfig, config["train"])
@@ -128,7 +128,7 @@ def train_loop_per_worker(config: dict) -> None:
                 dist.barrier()
         return out
 
-    if cfg.eval.split and cfg.eval.before_training and state["step"] == 0:
+    if objective.evaluates and cfg.eval.before_training and state["step"] == 0:
         last_eval.update(evaluate("eval_untrained/"))
     while not done and state["epoch"] < cfg.epochs:
         epoch = state["epoch"]
@@ -140,9 +140,9 @@ def train_loop_per_worker(config: dict) -> None:
         step_t0 = time.perf_counter()  # evaluation and checkpoints stay out of step times
         while state["micro"] < plan.micro_per_epoch:
             idx = plan.indices(order, state["micro"], rank)
-            groups = [make_group(examples[i], int(i), epoch, cfg.seed, cfg.group_size, cfg.negatives_from_top, text)
-                      for i in idx]
+            groups = [objective.group(examples[i], int(i), epoch, text) for i in idx]
             batch = {k: v.to(device) for k, v in objective.collate(groups).items()}
+            objective.step = state["step"]
             loss = objective.loss(engine, batch)
             engine.backward(loss)
             engine.step()
@@ -173,7 +173,7 @@ def train_loop_per_worker(config: dict) -> None:
         bar.close()
         # End of epoch (or of max_steps): evaluate, then checkpoint with the position moved on.
         metrics = {"train/loss": history[-1] if history else float("nan")}
-        if cfg.eval.split and ((epoch + 1) % cfg.eval.every_epochs == 0 or done):
+        if objective.evaluates and ((epoch + 1) % cfg.eval.every_epochs == 0 or done):
             metrics.update(evaluate("eval/"))
             last_eval.update(metrics)
         if not done:

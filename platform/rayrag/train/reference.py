@@ -25,7 +25,7 @@ class ReferenceRun:
 def plain_pytorch_run(cfg: TrainConfig, steps: int) -> ReferenceRun:
     from ..assets import resolve_model
     from .engine import make_optimizer
-    from .examples import BatchPlan, make_group
+    from .examples import BatchPlan
     from .objectives import make_objective
     from .run import prepare_data
 
@@ -42,8 +42,8 @@ def plain_pytorch_run(cfg: TrainConfig, steps: int) -> ReferenceRun:
     run = ReferenceRun([], [], module)
     for micro in range(steps):
         t0 = time.perf_counter()
-        groups = [make_group(exs[i], int(i), 0, cfg.seed, cfg.group_size, cfg.negatives_from_top, text)
-                  for i in plan.indices(order, micro, 0)]
+        groups = [objective.group(exs[i], int(i), 0, text) for i in plan.indices(order, micro, 0)]
+        objective.step = micro
         loss = objective.loss(module, objective.collate(groups))
         loss.backward()
         if cfg.max_grad_norm:

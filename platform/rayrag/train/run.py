@@ -19,6 +19,12 @@ from .examples import BatchPlan, check_plan, drop_held_out, load_examples
 
 
 def prepare_data(cfg: TrainConfig) -> dict:
+    """The examples and evaluation data of ``cfg``'s objective (``Objective.prepare_data``)."""
+    return cfg.spec.objective.prepare_data(cfg)
+
+
+def prepare_mined_data(cfg: TrainConfig) -> dict:
+    """The mine job's examples over a BEIR dataset's corpus (dense and reranker objectives)."""
     from ..data import dataset_dir, load_beir
     from ..data.beir import load_corpus
     from ..data.splits import split_query_ids

@@ -19,7 +19,7 @@ import torch
 from ...io import atomic_dir
 from ...models.pair_scoring import PairScorer
 from ..config import TrainConfig
-from ..examples import Group
+from ..examples import Group, make_group
 
 
 class Objective(ABC):
@@ -29,7 +29,32 @@ class Objective(ABC):
         self.cfg = cfg
         self.spec = get_objective(cfg.objective)  # its loss is what ``loss`` calls
         self.tokenizer = None
-        self.eval_data = None  # BeirDataset of cfg.eval.split, set by the loop
+        self.eval_data = None  # BeirDataset of cfg.eval.split (or the kind's own), set by the loop
+        # Optimizer steps done before the current micro-batch; the loop sets it, so a schedule
+        # inside a loss (DiSCo's regulariser warm-up) continues where a resumed run stopped.
+        self.step = 0
+
+    @classmethod
+    def prepare_data(cls, cfg: TrainConfig) -> dict:
+        """Driver side, before any worker starts: load and check the examples and evaluation data.
+
+        Returns ``{"examples": [...], "text": {doc id: text}, "eval": ..., "held_out_examples": n}``,
+        shipped to every worker. Default: the mine job's examples over a BEIR corpus; a kind with
+        examples of its own format (DiSCo's) overrides it, with ``group``.
+        """
+        from ..run import prepare_mined_data
+
+        return prepare_mined_data(cfg)
+
+    def group(self, example, index: int, epoch: int, text: dict[str, str]):
+        """One example's share of a micro-batch in ``epoch`` (seeded: the same on every rank)."""
+        cfg = self.cfg
+        return make_group(example, index, epoch, cfg.seed, cfg.group_size, cfg.negatives_from_top, text)
+
+    @property
+    def evaluates(self) -> bool:
+        """Whether the loop evaluates at epoch ends (and before training when asked)."""
+        return bool(self.cfg.eval.split)
 
     @abstractmethod
     def build(self, model_path: str) -> torch.nn.Module:

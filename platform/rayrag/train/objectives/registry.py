@@ -27,9 +27,10 @@ from ...errors import ConfigError
 TRAIN_COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
     "train-dense": (("dense",), "infonce"),
     "train-reranker": (("cross", "llm"), "lce"),
+    "train-sparse": (("sparse",), "disco"),
 }
 BUILTIN_MODULES = ("rayrag.train.objectives.dense", "rayrag.train.objectives.cross",
-                   "rayrag.train.objectives.llm")
+                   "rayrag.train.objectives.llm", "rayrag.train.objectives.sparse")
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,10 @@ class ObjectiveSpec:
     own loss module).
     """
     name: str
-    kind: str  # model kind it trains: dense | cross | llm (TRAIN_COMMANDS)
+    kind: str  # model kind it trains: dense | cross | llm | sparse (TRAIN_COMMANDS)
     loss: Callable
     objective: type  # Objective subclass: build, collate, loss, save, evaluate
-    needs_teacher_scores: bool = False  # examples must carry teacher_score (mine with teacher=...)
+    needs_teacher_scores: bool = False  # examples must carry teacher scores (mine with teacher=..., or DiSCo's)
     min_group_size: int = 1  # documents per query: 1 positive + (group_size - 1) negatives
     max_group_size: int | None = None
     summary: str = ""  # one line for --help
