@@ -13,6 +13,7 @@ from rayrag.train.objectives import get_objective, make_objective, objective_nam
 from rayrag.train.objectives.cross import CrossEncoderObjective
 from rayrag.train.objectives.dense import DenseObjective
 from rayrag.train.objectives.llm import LLMRerankerObjective
+from rayrag.train.objectives.sparse import SparseQueryObjective
 from rayrag.train.objectives.registry import ObjectiveSpec, command_objectives, modules_to_ship, register
 
 from .toy_objective import forget_toy, write_toy_package
@@ -28,17 +29,18 @@ def toy(tmp_path, monkeypatch):
 
 
 def test_builtin_entries():
-    assert objective_names() == ["infonce", "kl", "lce", "llm_yesno", "margin_mse"]
+    assert objective_names() == ["disco", "infonce", "kl", "lce", "llm_yesno", "margin_mse"]
     rows = {n: (s.kind, s.objective, s.needs_teacher_scores, s.min_group_size, s.max_group_size)
             for n in objective_names() for s in [get_objective(n)]}
     assert rows == {"infonce": ("dense", DenseObjective, False, 1, None),
                     "kl": ("dense", DenseObjective, True, 2, None),
                     "margin_mse": ("dense", DenseObjective, True, 2, 2),
                     "lce": ("cross", CrossEncoderObjective, False, 2, None),
-                    "llm_yesno": ("llm", LLMRerankerObjective, False, 2, None)}
+                    "llm_yesno": ("llm", LLMRerankerObjective, False, 2, None),
+                    "disco": ("sparse", SparseQueryObjective, True, 1, None)}
     assert get_objective("lce").loss is localized_contrastive and get_objective("llm_yesno").loss is yes_no_sft
     assert command_objectives() == {"train-dense": ["infonce", "kl", "margin_mse"],
-                                    "train-reranker": ["lce", "llm_yesno"]}
+                                    "train-reranker": ["lce", "llm_yesno"], "train-sparse": ["disco"]}
 
 
 def test_dense_entry_loss_is_the_papers_loss():
@@ -60,7 +62,7 @@ def test_a_name_cannot_be_taken_twice_or_given_an_unknown_kind():
     with pytest.raises(ValueError, match="already registered"):
         register(ObjectiveSpec("infonce", "dense", lambda *a: 0, DenseObjective))
     with pytest.raises(ValueError, match="kind must be one of"):
-        ObjectiveSpec("sparse_toy", "sparse", lambda *a: 0, DenseObjective)
+        ObjectiveSpec("colbert_toy", "late_interaction", lambda *a: 0, DenseObjective)
 
 
 def test_group_size_rules_come_from_the_entry():

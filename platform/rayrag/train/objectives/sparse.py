@@ -158,12 +158,17 @@ class SparseQueryObjective(Objective):
                 "d_input_ids": d["input_ids"], "d_attention_mask": d["attention_mask"],
                 "doc_index": index, "mask": mask, "positives": positives, "teacher": teacher}
 
+    doc_chunk = 32  # documents per frozen forward: the MLM logits are [tokens, vocab] floats
+
     @torch.no_grad()
     def doc_reps(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """[N, V] term weights of the frozen document encoder (moved to the batch's device once)."""
+        """[N, V] term weights of the frozen document encoder (moved to the batch's device once),
+        in chunks: a batch of 8 turns x 32 candidates x 200 tokens would otherwise need 6 GB of logits."""
         if next(self.doc_encoder.parameters()).device != input_ids.device:
             self.doc_encoder.to(input_ids.device)
-        return splade_reps(self.doc_encoder, input_ids, attention_mask)
+        return torch.cat([splade_reps(self.doc_encoder, input_ids[s:s + self.doc_chunk],
+                                      attention_mask[s:s + self.doc_chunk])
+                          for s in range(0, len(input_ids), self.doc_chunk)])
 
     def loss(self, engine, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         q = engine(batch["q_input_ids"], batch["q_attention_mask"])  # [Q, V]
