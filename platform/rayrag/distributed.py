@@ -41,18 +41,12 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
 def all_reduce_sum_with_grad(x: torch.Tensor) -> torch.Tensor:
     """Sum of ``x`` over workers, keeping the autograd graph (identity without torch.distributed).
 
-    ``torch.distributed.nn.functional.all_reduce`` is differentiable: its backward all-reduces
-    the incoming gradients, so each worker's ``x`` receives the gradient of the *sum of every
-    worker's loss*. Engines then average gradients over workers, which turns that into the
-    gradient of the mean of the workers' losses.
+    Built on ``gather_with_grad`` (``torch.distributed.nn.functional.all_reduce`` is deprecated):
+    the all-gather's backward sums, over workers, the gradients of each worker's block, so each
+    worker's ``x`` receives the gradient of the *sum of every worker's loss*. Engines then average
+    gradients over workers, which turns that into the gradient of the mean of the workers' losses.
     """
-    import torch.distributed as dist
-
-    if not _active() or dist.get_world_size() == 1:
-        return x
-    from torch.distributed.nn.functional import all_reduce
-
-    return all_reduce(x)
+    return gather_with_grad(x.unsqueeze(0)).sum(0)  # [W, ...] -> [...]
 
 
 def world_size() -> int:

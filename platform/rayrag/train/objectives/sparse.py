@@ -27,6 +27,7 @@ from ...losses import disco_loss, flops, l1
 from ...models.sparse import splade_reps
 from ..config import TrainConfig
 from ..disco_examples import DiscoExample, fit_conversation, load_disco_examples
+from ..examples import BatchPlan, check_plan
 from .base import Objective, eval_mode
 from .registry import ObjectiveSpec, register
 
@@ -57,7 +58,6 @@ def fingerprint(module: torch.nn.Module) -> str:
 @dataclass(frozen=True)
 class Turn:
     """One turn's share of a micro-batch: the query, every candidate text, labels and teacher scores."""
-    query_id: str
     query: str
     docs: tuple[str, ...]
     positives: tuple[bool, ...]
@@ -110,8 +110,6 @@ class SparseQueryObjective(Objective):
             examples = kept
             print(f"[train] dropped {held_out} turns of evaluation conversations from {cfg.examples}; "
                   f"{len(examples)} left", flush=True)
-        from ..examples import BatchPlan, check_plan
-
         check_plan(BatchPlan(len(examples), cfg.batch_size, cfg.num_workers, cfg.grad_accum))
         return {"examples": examples, "text": {i: text[i] for e in examples for i in e.doc_ids}, "eval": evaluation,
                 "held_out_examples": held_out}
@@ -121,7 +119,7 @@ class SparseQueryObjective(Objective):
         return bool(self.cfg.disco.eval_examples)
 
     def group(self, example: DiscoExample, index: int, epoch: int, text: dict[str, str]) -> Turn:
-        return Turn(example.query_id, example.query, tuple(text[i] for i in example.doc_ids), example.positives,
+        return Turn(example.query, tuple(text[i] for i in example.doc_ids), example.positives,
                     example.teacher)
 
     def build(self, model_path: str) -> torch.nn.Module:
