@@ -38,8 +38,8 @@ class ObjectiveSpec:
     """One objective: what config validation, the CLI and the driver need to know about it.
 
     ``loss`` is called by ``objective`` (an ``Objective`` subclass) with the arguments its model
-    kind defines: see ``DenseObjective.loss``, ``CrossEncoderObjective.loss`` and
-    ``LLMRerankerObjective.loss``. The math itself lives in ``rayrag.losses`` (or the plug-in's
+    kind defines: see ``DenseObjective.loss``, ``CrossEncoderObjective.loss``,
+    ``LLMRerankerObjective.loss`` and ``SparseQueryObjective.loss``. The math itself lives in ``rayrag.losses`` (or the plug-in's
     own loss module).
     """
     name: str
