@@ -92,7 +92,8 @@ def test_output_dir_of_another_plan_is_refused(tmp_path, small_corpus, tiny_bert
     out = tmp_path / "e"
     out.mkdir()
     base = dict(model=str(tiny_bert), kind="dense", corpus=str(small_corpus), output_dir=str(out), docs_per_shard=64)
-    from rayrag.encode.pipeline import _model_info, _prepare_output
+    from rayrag.encode.pipeline import _model_info
+    from rayrag.encode.store import prepare_output
     from rayrag.config import from_dict
 
     plan = plan_shards(small_corpus, 64)
@@ -100,7 +101,7 @@ def test_output_dir_of_another_plan_is_refused(tmp_path, small_corpus, tiny_bert
     record = {"corpus": plan.corpus, "corpus_sha256": plan.corpus_sha256, "num_docs": plan.num_docs,
               "docs_per_shard": 64, "max_length": None, "sparse_top_k": None,
               **{k: model[k] for k in ("model", "model_version", "kind", "dim")}}
-    _prepare_output(out, record, overwrite=False)
+    prepare_output(out, record, overwrite=False)
     with pytest.raises(ConfigError, match=message):
         run_encode(from_dict(EncodeConfig, {**base, **change}))
 

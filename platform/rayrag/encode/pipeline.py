@@ -6,7 +6,6 @@ shards to the actors. A job whose manifest already exists for the same plan retu
 """
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from ..errors import ConfigError, DataError
 from ..io import atomic_write_json, sha256_folder
 from ..job import Job
 from .shards import plan_shards
-from .store import clean_temp_files, finished_shard, load_manifest
+from .store import finished_shard, prepare_output
 
 
 @dataclass
@@ -80,29 +79,6 @@ def _corpus_path(cfg: EncodeConfig) -> Path:
     return dataset_dir(cfg.dataset, cfg.data_dir) / "corpus.jsonl"
 
 
-def _prepare_output(out: Path, plan_record: dict, overwrite: bool) -> dict | None:
-    """Return the existing manifest when this exact plan is already finished."""
-    plan_file = out / "plan.json"
-    if plan_file.is_file():
-        import json
-
-        old = json.loads(plan_file.read_text())
-        if old != plan_record:
-            if not overwrite:
-                changed = sorted(k for k in set(old) | set(plan_record) if old.get(k) != plan_record.get(k))
-                raise ConfigError(f"{out} holds an encode of a different plan (changed: {', '.join(changed)}); "
-                                  f"use another output_dir or overwrite=true")
-            shutil.rmtree(out / "shards", ignore_errors=True)
-            (out / "manifest.json").unlink(missing_ok=True)
-        elif (out / "manifest.json").is_file():
-            return load_manifest(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "shards").mkdir(exist_ok=True)
-    atomic_write_json(plan_file, plan_record)
-    clean_temp_files(out)
-    return None
-
-
 def _check_unique_ids(out: Path, infos: list[dict]) -> None:
     import pyarrow.parquet as pq
 
@@ -130,7 +106,7 @@ def run_encode(cfg: EncodeConfig) -> dict:
                    "docs_per_shard": cfg.docs_per_shard, "max_length": cfg.max_length,
                    "sparse_top_k": cfg.sparse_top_k if model["kind"] == "sparse" else None,
                    **{k: model[k] for k in ("model", "model_version", "kind", "dim")}}
-    done = _prepare_output(out, plan_record, cfg.overwrite)
+    done = prepare_output(out, plan_record, cfg.overwrite)
     if done is not None:
         print(f"[encode] {out} is already complete ({done['count']} vectors); nothing to do", flush=True)
         return done

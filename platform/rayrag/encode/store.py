@@ -13,12 +13,13 @@ so a kill at any moment leaves exactly one copy of every finished document.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..io import atomic_path, atomic_write_json, sha256_file
 
 
@@ -35,7 +36,7 @@ def write_dense_shard(out: Path, index: int, ids: list[str], vectors: np.ndarray
         "id": pa.array(ids, pa.string()),
         "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.astype(np.float32).ravel()), dim),
     })
-    return _write_table(out, index, table)
+    return write_table_shard(out, index, table)
 
 
 def write_sparse_shard(out: Path, index: int, ids: list[str], matrix) -> dict:
@@ -49,10 +50,11 @@ def write_sparse_shard(out: Path, index: int, ids: list[str], matrix) -> dict:
         "indices": pa.ListArray.from_arrays(offsets, pa.array(matrix.indices.astype(np.int32))),
         "values": pa.ListArray.from_arrays(offsets, pa.array(matrix.data.astype(np.float32))),
     })
-    return _write_table(out, index, table)
+    return write_table_shard(out, index, table)
 
 
-def _write_table(out: Path, index: int, table) -> dict:
+def write_table_shard(out: Path, index: int, table) -> dict:
+    """Commit one shard (any Arrow table): Parquet first, then the sidecar that says it is done."""
     import pyarrow.parquet as pq
 
     parquet, sidecar = shard_paths(out, index)
@@ -77,6 +79,29 @@ def finished_shard(out: Path, index: int, expected_count: int) -> dict | None:
     if info.get("count") != expected_count or info.get("sha256") != sha256_file(parquet):
         return None
     return info
+
+
+def prepare_output(out: Path, plan_record: dict, overwrite: bool, what: str = "an encode") -> dict | None:
+    """Claim ``out`` for ``plan_record`` (written to plan.json); return the existing manifest when
+    this exact plan is already finished. A folder holding another plan is refused unless
+    ``overwrite`` (then its shards and manifest go), so resumed shards never mix two plans."""
+    plan_file = out / "plan.json"
+    if plan_file.is_file():
+        old = json.loads(plan_file.read_text())
+        if old != plan_record:
+            if not overwrite:
+                changed = sorted(k for k in set(old) | set(plan_record) if old.get(k) != plan_record.get(k))
+                raise ConfigError(f"{out} holds {what} of a different plan (changed: {', '.join(changed)}); "
+                                  f"use another output_dir or overwrite=true")
+            shutil.rmtree(out / "shards", ignore_errors=True)
+            (out / "manifest.json").unlink(missing_ok=True)
+        elif (out / "manifest.json").is_file():
+            return load_manifest(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "shards").mkdir(exist_ok=True)
+    atomic_write_json(plan_file, plan_record)
+    clean_temp_files(out)
+    return None
 
 
 def clean_temp_files(out: Path) -> None:
