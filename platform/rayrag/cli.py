@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .datagen.mine import JOB as MINE
+from .datagen.rewrite import JOB as REWRITE
 from .encode.pipeline import JOB as ENCODE
 from .errors import RayragError
 from .eval.job import JOB as EVALUATE
@@ -24,8 +25,8 @@ from .quickstart import JOB as QUICKSTART
 from .train.job import DENSE_JOB, RERANKER_JOB, SPARSE_JOB
 
 # Every job, in `rayrag --help` order. A new job is one module ending in a Job, plus a line here.
-JOBS: dict[str, Job] = {j.name: j for j in (QUICKSTART, EVALUATE, ENCODE, INDEX, MINE, DENSE_JOB, RERANKER_JOB,
-                                                 SPARSE_JOB)}
+JOBS: dict[str, Job] = {j.name: j for j in (QUICKSTART, EVALUATE, ENCODE, INDEX, MINE, REWRITE, DENSE_JOB,
+                                                RERANKER_JOB, SPARSE_JOB)}
 TOOLS = ("serve", "data", "models")
 
 
