@@ -8,9 +8,9 @@ import pytest
 from rayrag.config import from_dict
 from rayrag.data.conversation import parse_conversation
 from rayrag.data.mtrag import _read_form, load_human_tasks
-from rayrag.datagen.rewrite import RewriteConfig, load_turns, run_rewrite
+from rayrag.datagen.rewrite import RewriteConfig, load_rewrites, load_turns, run_rewrite
 from rayrag.datagen.rewriters import PROMPT, clean_rewrite, prompt_text
-from rayrag.errors import ConfigError, RayragError
+from rayrag.errors import ConfigError, DataError, RayragError
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +114,11 @@ def test_model_rewrites_are_batched_bounded_and_resume_to_the_same_file(tmp_path
 
     with pytest.raises(ConfigError, match=r"holds rewrites of a different plan \(changed: max_new_tokens\)"):
         run_rewrite(from_dict(RewriteConfig, {**base, "max_new_tokens": 6}))
+
+    assert load_rewrites(out) == {r["id"]: r["rewrite"] for r in table}  # what the teacher-scoring side reads
+    (out / "rewrite.jsonl").write_bytes(first.replace(b"|user|: ", b"|user|:  ", 1))
+    with pytest.raises(DataError, match="checksum differs"):
+        load_rewrites(out)
 
 
 class _ChatServer(BaseHTTPRequestHandler):

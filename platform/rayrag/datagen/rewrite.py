@@ -165,6 +165,33 @@ def write_rewrite_file(path: Path, rows: list[tuple[str, str]]) -> str:
     return sha256_file(path)
 
 
+def load_rewrites(path: str | Path) -> dict[str, str]:
+    """qid -> rewrite text (without the ``|user|: `` prefix) from a finished output folder (checked
+    against its manifest's sha256) or from any ``*_rewrite.jsonl`` file, MTRAG's own included."""
+    from ..data.conversation import ConversationError, parse_conversation
+    from ..data.jsonl import read_jsonl, require_file
+    from ..io import sha256_file
+
+    path = Path(path)
+    if path.is_dir():
+        manifest = require_file(path / "manifest.json", "rewrite job manifest (is the job finished?)")
+        file = path / json.loads(manifest.read_text())["file"]
+        if sha256_file(require_file(file, "rewrite file")) != json.loads(manifest.read_text())["sha256"]:
+            raise DataError(f"{file}: checksum differs from {manifest} (changed since the job wrote it)")
+        path = file
+    out: dict[str, str] = {}
+    for lineno, obj in read_jsonl(require_file(path, "rewrite file")):
+        qid, text = obj.get("_id"), obj.get("text")
+        try:
+            turns = parse_conversation(text) if isinstance(text, str) else []
+        except ConversationError:
+            turns = []
+        if not isinstance(qid, str) or len(turns) != 1 or turns[0][0] != "user" or qid in out:
+            raise DataError(f"{path}:{lineno}: expected a unique '_id' and a 'text' of one '|user|: ' line")
+        out[qid] = turns[0][1]
+    return out
+
+
 def run_rewrite(cfg: RewriteConfig) -> dict:
     import ray
 
