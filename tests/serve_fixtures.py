@@ -60,3 +60,22 @@ def make_reranker(model: Path, folder: Path, corpus: Path, steps: int = 30) -> P
     tok.save_pretrained(folder)
     assert json.loads((folder / "config.json").read_text())["architectures"] == ["BertForSequenceClassification"]
     return folder
+
+
+def make_sparse_index(model: Path, corpus: Path, folder: Path, max_length: int = 128) -> Path:
+    """An inverted index over ``corpus`` encoded with ``model`` as a SPLADE document encoder,
+    saved as the index job saves one (the frozen-encoder index a DiSCo student searches)."""
+    from rayrag.data.beir import load_corpus
+    from rayrag.index.sparse_index import InvertedIndex
+    from rayrag.index.store import save_index
+    from rayrag.io import sha256_file
+    from rayrag.models.sparse import SpladeEncoder
+
+    docs = load_corpus(corpus)
+    ids = list(docs)
+    enc = SpladeEncoder(str(model), max_length=max_length)  # 128: tiny_bert's position table
+    matrix = enc.encode([docs[i].full_text for i in ids], progress=False)
+    save_index(folder, "sparse", InvertedIndex(matrix), ids,
+               {"model": str(model), "model_path": str(model), "model_version": "test", "dim": enc.vocab_size,
+                "corpus": str(corpus), "corpus_sha256": sha256_file(corpus)})
+    return folder

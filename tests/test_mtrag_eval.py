@@ -51,8 +51,8 @@ def test_mtrag_eval_end_to_end(tmp_path, data_dir, tiny_bert):
                 assert rescored[m] == pytest.approx(v, abs=1e-6)
     for form, terms in result["query_terms"]["tiny"].items():
         assert terms["all"] > 0
-    sig = result["significance"]["bm25"]["rewrite-last_turn"]
-    assert sig["metric"] == "ndcg@10" and 0 < sig["all"]["p"] <= 1  # 2 conversations: exact, p >= 1/2
+    sig = result["significance"]["bm25"]["rewrite vs last_turn"]
+    assert set(sig) == {"recall@10", "ndcg@10"} and 0 < sig["ndcg@10"]["all"]["p"] <= 1  # 2 conversations: exact
     rows = [json.loads(ln) for ln in (out / "per_turn.jsonl").read_text().splitlines()]
     assert len(rows) == len(turns) * 2 * 3
     assert all("query_terms" in r for r in rows if r["retriever"] == "tiny")
@@ -76,12 +76,26 @@ def test_bad_data_fails_before_ray_and_writes_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("kw, message", [
-    ({"query_forms": ["last_turn", "summary"]}, r"query_forms: give distinct values"),
+    ({"query_forms": ["last_turn", "summary"]}, r"query_forms: unknown form 'summary'"),
+    ({"query_forms": ["history", "history"]}, r"query_forms: duplicate forms"),
+    ({"query_forms": []}, r"query_forms: give at least one form"),
+    ({"query_forms": ["student:disco"]}, r"unknown form 'student:disco'"),
+    ({"query_forms": ["student:=out/m"]}, r"unknown form"),
+    ({"query_forms": ["student:a b=out/m"]}, r"the name may hold"),
+    ({"query_forms": ["student:s=out/{domain}/m"]}, r"only \{fold\} may vary"),
+    ({"query_forms": ["rewrite:gpt"]}, r"unknown form 'rewrite:gpt'"),
+    ({"query_forms": ["last_turn", "rewrite"], "turns": "mtragun"}, r"mtragun-human has no rewrites"),
+    ({"turns": "mtrag"}, r"turns must be one of"),
+    ({"pairs": ["history - last_turn"]}, r"pairs: 'history - last_turn' must be"),
+    ({"pairs": ["history vs student:x"]}, r"pairs: .* must be"),
+    ({"pairs": ["history vs history"]}, r"pairs: .* must be"),
+    ({"folds": 1}, r"folds must be >= 2"),
+    ({"fold_domains": ["govt", "web"]}, r"fold_domains: give distinct values"),
     ({"domains": []}, r"domains: give distinct values"),
     ({"retrievers": ["bm25", "bm25"]}, r"duplicate names"),
     ({"retrievers": ["bm42"]}, r"unknown retriever 'bm42'"),
     ({"history_max_tokens": 512}, r"exceeds options.sparse_max_length \(256\)"),
-    ({"significance_metric": "map@100"}, r"significance_metric 'map@100' must be one of metrics"),
+    ({"significance_metrics": ["map@100"]}, r"significance_metrics \['map@100'\] must be among metrics"),
     ({"depth": 50}, r"recall@100 needs depth >= 100"),
     ({"max_conversations": 0}, r"max_conversations must be >= 1"),
 ])

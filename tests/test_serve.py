@@ -1,8 +1,9 @@
 """The Serve application on a real local Ray, over real HTTP on 127.0.0.1.
 
-One Ray instance for the module with two applications: ``open`` (no key, with a reranker and an
-autoscaling retriever) at ``/`` and ``secure`` (bearer key from an environment variable) at
-``/secure``. Models are a 1-layer BERT (``tiny_bert``) over 120 SciFact abstracts, so results are
+One Ray instance for the module with three applications: ``open`` (no key, with a reranker and an
+autoscaling retriever) at ``/``, ``secure`` (bearer key from an environment variable) at
+``/secure`` and ``student`` (a SPLADE index searched with a conversational query encoder, for
+``messages``) at ``/student``. Models are a 1-layer BERT (``tiny_bert``) over 120 SciFact abstracts, so results are
 compared exactly against the library computing the same thing in this process.
 """
 import base64
@@ -13,12 +14,14 @@ import numpy as np
 import pytest
 
 from tests.conftest import free_port
-from tests.serve_fixtures import make_corpus, make_index, make_reranker
+from tests.serve_fixtures import make_corpus, make_index, make_reranker, make_sparse_index
 
 KEY = "s3cret-test-key"
 KEY_ENV = "RAYRAG_TEST_SERVE_KEY"
 LIMITS = {"max_query_chars": 200, "max_k": 20, "max_rerank_k": 10, "max_embedding_inputs": 4,
-          "max_input_chars": 300, "max_rerank_documents": 5}
+          "max_input_chars": 300, "max_rerank_documents": 5, "max_messages": 6, "max_message_chars": 400,
+          "max_conversation_chars": 1000}
+STUDENT_TOKENS = 40  # small enough that the longer test histories lose their oldest turns
 SMALL = {"num_cpus": 0.2}
 
 
@@ -36,7 +39,13 @@ def artifacts(tmp_path_factory, data_dir, tiny_bert):
     root = tmp_path_factory.mktemp("serve")
     corpus = make_corpus(data_dir, root)
     return {"model": tiny_bert, "corpus": corpus, "index": make_index(tiny_bert, corpus, root / "index"),
-            "reranker": make_reranker(tiny_bert, root / "reranker", corpus), "root": root}
+            "reranker": make_reranker(tiny_bert, root / "reranker", corpus), "root": root,
+            "sparse_index": make_sparse_index(tiny_bert, corpus, root / "sparse-index")}
+
+
+def _student_cfg(artifacts):
+    # tiny_bert stands in for a trained DiSCo student: query_model overrides the index's encoder
+    return _cfg(artifacts["sparse_index"], query_model=str(artifacts["model"]), max_query_tokens=STUDENT_TOKENS)
 
 
 def _init_ray(attempts: int = 3):
@@ -79,8 +88,10 @@ def server(artifacts):
         serve.run(build(open_cfg), name="open", route_prefix="/")
         serve.run(build(_cfg(artifacts["index"], auth={"api_key_env": KEY_ENV})), name="secure",
                   route_prefix="/secure")
+        serve.run(build(_student_cfg(artifacts)), name="student", route_prefix="/student")
         wait_ready(url, 300)
         wait_ready(f"{url}/secure", 300)
+        wait_ready(f"{url}/student", 300)
         yield {"url": url, "client": httpx.Client(base_url=url, timeout=60)}
     finally:
         serve.shutdown()
@@ -96,6 +107,7 @@ def library(artifacts):
     from rayrag.models.reranker import load_reranker
 
     return {"engine": SearchEngine(ServeConfig(index=str(artifacts["index"]))),
+            "student": SearchEngine(_student_cfg(artifacts)),
             "reranker": load_reranker(str(artifacts["reranker"]), max_length=128)}  # tiny_bert's positions
 
 
@@ -212,7 +224,66 @@ def test_concurrent_requests_are_batched_correctly(server, library):
         assert [h["id"] for h in body["results"]] == [d for d, _ in library["engine"].search([q], k)[0]]
 
 
+HISTORY = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "What does vitamin D do for bones?"},
+    {"role": "assistant", "content": "It helps the body absorb calcium,\nwhich keeps bones dense."},
+    {"role": "user", "content": "Is there a link between low levels and fractures in older adults?"},
+    {"role": "assistant", "content": "Several cohort studies report one."},
+    {"role": "user", "content": "And what about supplements, do they reduce that risk?"},
+]
+
+
+def test_messages_search_with_the_student_equals_the_library(server, library):
+    """The student's ranking for a chat history is the library's for the same formatted history."""
+    from rayrag.data.conversation import format_messages
+
+    engine = library["student"]
+    formatted = format_messages(HISTORY, engine.encoder.tokenizer, STUDENT_TOKENS)
+    assert formatted.startswith("|user|: Is there a link") and "|agent|" not in formatted  # oldest turn cut
+    assert formatted == engine.format_conversation([("user", m["content"]) if m["role"] == "user" else
+                                                    ("agent", m["content"]) for m in HISTORY[1:]])
+    r = _post(server, "/student/search", {"messages": HISTORY, "k": 6})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["query"] == formatted  # what was searched, so clients can see it
+    expected = engine.search([formatted], 6)[0]
+    assert len(expected) == 6
+    assert [h["id"] for h in body["results"]] == [d for d, _ in expected]
+    assert np.allclose([h["score"] for h in body["results"]], [s for _, s in expected], atol=1e-4)
+    # a one-turn history searches exactly that turn, as `query` would with the same encoder
+    one = _post(server, "/student/search", {"messages": [HISTORY[-1]], "k": 3}).json()
+    assert one["query"] == "|user|: " + HISTORY[-1]["content"]
+    assert [h["id"] for h in one["results"]] == [d for d, _ in engine.search([one["query"]], 3)[0]]
+
+
+def test_messages_work_on_a_dense_index_too(server, library):
+    """The plumbing does not depend on the index kind: the dense app formats and searches the same way."""
+    from rayrag.data.conversation import format_messages
+
+    engine = library["engine"]
+    body = _post(server, "/search", {"messages": HISTORY[1:4], "k": 4}).json()
+    formatted = format_messages(HISTORY[1:4], engine.encoder.tokenizer, engine.encoder.max_length)
+    assert body["query"] == formatted
+    assert [h["id"] for h in body["results"]] == [d for d, _ in engine.search([formatted], 4)[0]]
+
+
+_U = {"role": "user", "content": "ok"}
 BAD = [
+    ("/search", {"messages": []}, 400, "messages"),
+    ("/search", {"messages": "hi"}, 400, "messages"),
+    ("/search", {"messages": [{"role": "assistant", "content": "hello"}]}, 400, "messages"),
+    ("/search", {"messages": [_U, {"role": "assistant", "content": "hello"}]}, 400, "messages"),
+    ("/search", {"messages": [{"role": "system", "content": "be brief"}]}, 400, "messages"),
+    ("/search", {"messages": [{"role": "tool", "content": "x"}]}, 400, "messages[0].role"),
+    ("/search", {"messages": [_U, {"role": "user", "content": 5}]}, 400, "messages[1].content"),
+    ("/search", {"messages": [{"role": "user"}]}, 400, "messages[0].content"),
+    ("/search", {"messages": [{"role": "user", "content": "x", "mood": "curious"}]}, 400, "messages[0].mood"),
+    ("/search", {"messages": [{"role": "user", "content": " \n "}]}, 400, "messages"),
+    ("/search", {"messages": [_U] * 7}, 400, "messages"),
+    ("/search", {"messages": [_U, {"role": "user", "content": "y" * 401}]}, 400, "messages[1].content"),
+    ("/search", {"messages": [{"role": "user", "content": "y" * 400}] * 3}, 400, "messages"),
+    ("/search", {"query": "ok", "messages": [_U]}, 400, "messages"),
     ("/search", {"query": ""}, 400, "query"),
     ("/search", {"query": "   \n\t"}, 400, "query"),
     ("/search", {"query": "x" * 201}, 400, "query"),

@@ -19,14 +19,15 @@ from .datagen.rewrite import JOB as REWRITE
 from .encode.pipeline import JOB as ENCODE
 from .errors import RayragError
 from .eval.job import JOB as EVALUATE
+from .eval.mtrag import JOB as EVALUATE_MTRAG
 from .index.build import JOB as INDEX
 from .job import Job
 from .quickstart import JOB as QUICKSTART
 from .train.job import DENSE_JOB, RERANKER_JOB, SPARSE_JOB
 
 # Every job, in `rayrag --help` order. A new job is one module ending in a Job, plus a line here.
-JOBS: dict[str, Job] = {j.name: j for j in (QUICKSTART, EVALUATE, ENCODE, INDEX, MINE, REWRITE, DENSE_JOB,
-                                                RERANKER_JOB, SPARSE_JOB)}
+JOBS: dict[str, Job] = {j.name: j for j in (QUICKSTART, EVALUATE, EVALUATE_MTRAG, ENCODE, INDEX, MINE, REWRITE,
+                                                DENSE_JOB, RERANKER_JOB, SPARSE_JOB)}
 TOOLS = ("serve", "data", "models")
 
 

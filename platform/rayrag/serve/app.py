@@ -52,6 +52,28 @@ def _in_range(value: int, param: str, high: int) -> int:
     return value
 
 
+def _conversation(messages: list, lim) -> list[tuple[str, str]]:
+    """Chat ``messages`` -> (speaker, text) pairs, every limit and rule checked with its ``param``."""
+    from ..data.conversation import ConversationError, messages_to_conversation
+
+    if not 1 <= len(messages) <= lim.max_messages:
+        raise ApiError(400, f"messages has {len(messages)} items; give 1 to {lim.max_messages}", param="messages",
+                       code="out_of_range" if messages else "empty")
+    total = 0
+    for i, m in enumerate(messages):
+        if len(m.content) > lim.max_message_chars:
+            raise ApiError(400, f"messages[{i}].content is {len(m.content)} characters; the limit is "
+                           f"{lim.max_message_chars}", param=f"messages[{i}].content", code="too_long")
+        total += len(m.content)
+    if total > lim.max_conversation_chars:
+        raise ApiError(400, f"messages hold {total} characters in all; the limit is {lim.max_conversation_chars}",
+                       param="messages", code="too_long")
+    try:  # the formatter's own rules (last non-system message is a non-empty user turn)
+        return messages_to_conversation([{"role": m.role, "content": m.content} for m in messages])
+    except ConversationError as e:
+        raise ApiError(400, str(e), param="messages", code="invalid_conversation") from None
+
+
 async def _call(response) -> Any:
     try:
         return await response
@@ -139,7 +161,14 @@ class Ingress:
     async def search(self, body: SearchRequest, creds=Depends(bearer)) -> SearchResponse:
         self._auth(creds)
         lim = self.limits
-        query = _text(body.query, "query", lim.max_query_chars)
+        if (body.query is None) == (body.messages is None):
+            raise ApiError(400, "give exactly one of query and messages", param="query" if body.query is None
+                           else "messages", code="query_or_messages")
+        conversation = None
+        if body.messages is not None:
+            conversation = _conversation(body.messages, lim)
+        else:
+            query = _text(body.query, "query", lim.max_query_chars)
         k = _in_range(self.cfg.default_k if body.k is None else body.k, "k", lim.max_k)
         rerank_k = _in_range(self.cfg.default_rerank_k if body.rerank_k is None else body.rerank_k, "rerank_k",
                              lim.max_rerank_k)
@@ -147,6 +176,8 @@ class Ingress:
         if body.rerank and self.reranker is None:
             raise ApiError(400, "this server has no reranker configured", param="rerank", code="no_reranker")
         info = await self._retriever_info()
+        if conversation is not None:  # no LLM call: the query encoder reads the conversation itself
+            query = await _call(self.retriever.format_messages.remote(conversation))
         hits = await _call(self.retriever.search.remote(query, max(k, rerank_k) if body.rerank else k))
         results = [dict(h, stage="retriever", retriever_score=h["score"]) for h in hits]
         if body.rerank and results:

@@ -21,6 +21,12 @@ class Limits:
     max_embedding_inputs: int = 64  # inputs per /v1/embeddings call
     max_input_chars: int = 8000  # per embeddings input and per rerank document
     max_rerank_documents: int = 100  # documents per /v1/rerank call
+    # /search with a chat history: MTRAG conversations reach ~7,600 characters in all and
+    # single answers a few thousand, so these leave room for real conversations. The text
+    # searched is still cut to the query encoder's token budget, oldest turns first.
+    max_messages: int = 64
+    max_message_chars: int = 8000
+    max_conversation_chars: int = 32000
 
     def validate(self) -> None:
         for name, value in vars(self).items():
@@ -113,6 +119,9 @@ class ServeConfig:
     reranker_max_length: int | None = None  # None: the reranker's own (256 if unknown)
     rerank_batch_pairs: int = 64  # (query, document) pairs per reranker forward pass
     max_query_tokens: int | None = None  # encoder truncation; None: the model's own
+    # /search with `messages`: keep assistant turns in the query text. Must match how the
+    # conversational query encoder (the DiSCo student) was trained; MTRAG's questions have none.
+    messages_with_assistant: bool = False
     default_k: int = 10
     default_rerank_k: int = 20
     load_retry_s: float = 10.0  # a failed load (e.g. MLflow not up yet) is retried; readiness says why

@@ -115,6 +115,16 @@ class Retriever:
             out.append([{"id": d, "score": s, "title": docs[d].title, "text": docs[d].text} for d, s in run[:k]])
         return out
 
+    async def format_messages(self, conversation: list[tuple[str, str]]) -> str:
+        """A checked chat history -> the query text; here because the token budget is the encoder's."""
+        from ..data.conversation import ConversationError
+
+        engine = self.loader.get()
+        try:
+            return await asyncio.to_thread(engine.format_conversation, conversation)
+        except (ConversationError, ValueError) as e:
+            raise BadInput(str(e)) from None
+
     async def embed(self, texts: list[str]) -> tuple[list[list[float]], list[int]]:
         self.loader.get()
         if not texts or not all(isinstance(t, str) and t for t in texts):

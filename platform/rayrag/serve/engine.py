@@ -50,6 +50,7 @@ class SearchEngine:
         self.model_name = cfg.model_name or manifest["model"]
         self.dim = dim
         self.manifest = manifest
+        self.with_assistant = cfg.messages_with_assistant
 
     def search(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
         """Top ``k`` ``(doc_id, score)`` per query, best first."""
@@ -66,6 +67,14 @@ class SearchEngine:
             keep = lambda j, s: j >= 0 and s > 0  # noqa: E731 - score 0: no shared term, not a match
         return [[(self.ids[j], float(s)) for j, s in zip(rows[i], scores[i]) if keep(j, s)]
                 for i in range(len(texts))]
+
+    def format_conversation(self, conversation: Sequence[tuple[str, str]]) -> str:
+        """The query text for a chat history: the one formatter training and evaluation use,
+        cut from the oldest turn to the query encoder's token budget (never the current turn)."""
+        from ..data.conversation import format_conversation
+
+        return format_conversation([tuple(m) for m in conversation], self.encoder.tokenizer,
+                                   self.encoder.max_length, with_agent=self.with_assistant)
 
     def embed(self, texts: Sequence[str]) -> tuple[np.ndarray, list[int]]:
         """Query embeddings exactly as search uses them, and each input's token count."""

@@ -44,8 +44,13 @@ def error_response(status: int, message: str, param: str | None = None, code: st
 
 
 def _loc(loc: tuple) -> str | None:
-    parts = [str(p) for p in loc if p != "body"]
-    return ".".join(parts) or None
+    """("body", "messages", 2, "content") -> "messages[2].content", the form our own checks use."""
+    out = ""
+    for p in loc:
+        if p == "body":
+            continue
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or None
 
 
 def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -15,8 +15,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+class ChatMessage(_Strict):
+    """One OpenAI-style chat message; ``system`` messages are accepted and ignored."""
+    role: Literal["system", "user", "assistant"]
+    content: str
+    name: str | None = Field(None, description="accepted for OpenAI compatibility; ignored")
+
+
 class SearchRequest(_Strict):
-    query: str = Field(description="natural-language query")
+    query: str | None = Field(None, description="natural-language query; give this or messages")
+    messages: list[ChatMessage] | None = Field(
+        None, description="a chat history (oldest first, the last non-system message the user's): searched "
+                          "with the conversational query encoder, formatted as it was trained; give this or query")
     k: int | None = Field(None, description="passages to return (default from config)")
     rerank: bool = Field(False, description="re-score the top rerank_k candidates with the reranker")
     rerank_k: int | None = Field(None, description="candidates to rerank (default from config)")
@@ -36,7 +46,7 @@ class SearchHit(BaseModel):
 
 
 class SearchResponse(BaseModel):
-    query: str
+    query: str = Field(description="the text that was searched (for messages: the formatted conversation)")
     k: int
     reranked: bool
     model: str
