@@ -1,10 +1,9 @@
 """DiSCo loss + FLOPS on two gloo workers equals the single-process loss and gradients."""
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from rayrag.losses import disco_loss, flops
-from tests.conftest import free_port
+from tests.losses.two_workers import run_two_workers
 
 Q, C, H, V = 4, 5, 6, 12
 
@@ -31,22 +30,10 @@ def _loss(q_in, d_in, w, teacher, mask, pos, gather):
             + 0.1 * flops(q, gather=gather))
 
 
-def _worker(rank, world, port, out):
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    q_in, d_in, w, teacher, mask, pos = _batch()
-    w = w.clone().requires_grad_(True)
-    n = Q // world
-    rows = slice(rank * n, (rank + 1) * n)
-    loss = _loss(q_in[rows], d_in[rows], w, teacher[:, rows], mask[rows], pos[rows], gather=True)
-    loss.backward()
-    dist.all_reduce(w.grad)  # what DDP / DeepSpeed do: average gradients across workers
-    w.grad /= world
-    avg = loss.detach().clone()
-    dist.all_reduce(avg)
-    out[rank] = (avg.item() / world, w.grad.clone())
-    dist.destroy_process_group()
+def _local_loss(rank, world, w):
+    q_in, d_in, _, teacher, mask, pos = _batch()
+    rows = slice(rank * (Q // world), (rank + 1) * (Q // world))
+    return _loss(q_in[rows], d_in[rows], w, teacher[:, rows], mask[rows], pos[rows], gather=True)
 
 
 def test_two_workers_equal_one_process():
@@ -54,10 +41,7 @@ def test_two_workers_equal_one_process():
     w = w.clone().requires_grad_(True)
     ref = _loss(q_in, d_in, w, teacher, mask, pos, gather=False)
     ref.backward()
-    with mp.Manager() as m:
-        out = m.dict()
-        mp.start_processes(_worker, args=(2, free_port(), out), nprocs=2, join=True, start_method="spawn")
-        results = dict(out)
+    results = run_two_workers(_local_loss, w.detach())
     for rank in (0, 1):
         loss, grad = results[rank]
         assert loss == pytest.approx(ref.item(), rel=1e-5)

@@ -1,10 +1,9 @@
 """InfoNCE as a pure function, and across two workers against the single-process reference."""
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from rayrag.losses import infonce
-from tests.conftest import free_port
+from tests.losses.two_workers import run_two_workers
 
 
 def test_infonce_matches_the_formula():
@@ -24,23 +23,12 @@ def _global_batch():
     return torch.randn(4, 16, generator=g), torch.randn(8, 16, generator=g), torch.randn(16, 16, generator=g)
 
 
-def _worker(rank, world, port, out):
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    q_all, d_all, w = _global_batch()
-    w = w.clone().requires_grad_(True)  # a shared "encoder" weight
+def _local_loss(rank, world, w):
+    q_all, d_all, _ = _global_batch()
     nq = q_all.shape[0] // world
     q = torch.nn.functional.normalize(q_all[rank * nq:(rank + 1) * nq] @ w, dim=-1)
     d = torch.nn.functional.normalize(d_all[rank * 2 * nq:(rank + 1) * 2 * nq] @ w, dim=-1)
-    loss = infonce(q, d, temperature=0.05, gather=True)
-    loss.backward()
-    dist.all_reduce(w.grad)  # what DDP / DeepSpeed do: average gradients across workers
-    w.grad /= world
-    avg = loss.detach().clone()
-    dist.all_reduce(avg)
-    out[rank] = (avg.item() / world, w.grad.clone())
-    dist.destroy_process_group()
+    return infonce(q, d, temperature=0.05, gather=True)
 
 
 def test_two_worker_infonce_equals_single_process_loss_and_gradients():
@@ -49,10 +37,7 @@ def test_two_worker_infonce_equals_single_process_loss_and_gradients():
     ref = infonce(torch.nn.functional.normalize(q_all @ w, dim=-1),
                   torch.nn.functional.normalize(d_all @ w, dim=-1), temperature=0.05)
     ref.backward()
-    with mp.Manager() as m:
-        out = m.dict()
-        mp.start_processes(_worker, args=(2, free_port(), out), nprocs=2, join=True, start_method="spawn")
-        results = dict(out)
+    results = run_two_workers(_local_loss, w.detach())
     for rank in (0, 1):
         loss, grad = results[rank]
         assert loss == pytest.approx(ref.item(), rel=1e-5)

@@ -1,0 +1,38 @@
+"""Run a loss on two gloo workers as DDP/DeepSpeed would, for comparison with one process.
+
+``local_loss(rank, world, w)`` computes a worker's loss on its shard of a global batch from the
+shared weight ``w`` (a leaf with ``requires_grad``); it must be a module-level function, since
+the workers are spawned. Each worker back-propagates, averages ``w.grad`` over workers (what
+DDP and DeepSpeed do) and reports (mean loss over workers, averaged gradient).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.multiprocessing as mp
+
+from tests.conftest import free_port
+
+
+def _worker(rank: int, world: int, port: int, local_loss: Callable, w: torch.Tensor, out) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    w = w.clone().requires_grad_(True)
+    loss = local_loss(rank, world, w)
+    loss.backward()
+    dist.all_reduce(w.grad)
+    w.grad /= world
+    avg = loss.detach().clone()
+    dist.all_reduce(avg)
+    out[rank] = (avg.item() / world, w.grad.clone())
+    dist.destroy_process_group()
+
+
+def run_two_workers(local_loss: Callable, w: torch.Tensor) -> dict[int, tuple[float, torch.Tensor]]:
+    with mp.Manager() as m:
+        out = m.dict()
+        mp.start_processes(_worker, args=(2, free_port(), local_loss, w, out), nprocs=2, join=True,
+                           start_method="spawn")
+        return dict(out)
