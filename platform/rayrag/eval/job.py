@@ -211,11 +211,11 @@ def _file_safe(spec: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in spec)
 
 
-def _summary(cfg: EvaluateConfig, result: dict) -> str:
+def _summary_of_result(cfg, result: dict) -> str:
     from .report import format_table
+    from .report import summary_with
 
-    return (f"{format_table(result)}\n\nresult: {cfg.output_dir}/result.json  "
-            f"MLflow run {result['mlflow_run_id']} ({result['tracking_uri']})")
+    return summary_with(format_table)(cfg, result)
 
 
 JOB = Job(
@@ -224,4 +224,4 @@ JOB = Job(
     description="Run retrievers on a BEIR split in Ray tasks; write result.json, TREC run files and an "
                 "MLflow run. Retrievers: retrievers=[bm25,minilm,hybrid(bm25,minilm),dense:/path/model]; "
                 "a reranker (from train-reranker) adds '<retriever>>>rerank' rows: rerank=<model folder>.",
-    flags=("dataset", "data_dir", "output_dir"), summary=_summary)
+    flags=("dataset", "data_dir", "output_dir"), summary=_summary_of_result)

@@ -211,11 +211,11 @@ def run_mtrag_eval(cfg: MtragEvalConfig) -> dict:
             ray.shutdown()
 
 
-def _summary(cfg: MtragEvalConfig, result: dict) -> str:
+def _summary_of_result(cfg, result: dict) -> str:
     from .mtrag_report import format_table
+    from .report import summary_with
 
-    return (f"{format_table(result)}\n\nresult: {cfg.output_dir}/result.json  "
-            f"MLflow run {result['mlflow_run_id']} ({result['tracking_uri']})")
+    return summary_with(format_table)(cfg, result)
 
 
 JOB = Job(
@@ -225,4 +225,4 @@ JOB = Job(
                 "query_forms=[last_turn,history,rewrite,rewrite:<name>=<file>,student:<name>=<folder with {fold}>]; "
                 "Recall@10/100, nDCG@10, MRR@10, SPLADE query terms, per domain and overall; paired "
                 "randomization tests by conversation between forms; result.json, per_turn.jsonl, TREC runs, MLflow.",
-    flags=("data_dir", "output_dir"), summary=_summary)
+    flags=("data_dir", "output_dir"), summary=_summary_of_result)

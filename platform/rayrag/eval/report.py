@@ -14,6 +14,14 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def summary_with(table):
+    """A job's closing words: ``table(result)``, then where result.json and the MLflow run are."""
+    def summary(cfg, result: dict) -> str:
+        return (f"{table(result)}\n\nresult: {cfg.output_dir}/result.json  "
+                f"MLflow run {result['mlflow_run_id']} ({result['tracking_uri']})")
+    return summary
+
+
 def plot_recall_curves(curves: dict[str, dict[int, float]], title: str):
     import matplotlib
 
