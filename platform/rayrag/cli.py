@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 from .datagen.mine import JOB as MINE
 from .datagen.rewrite import JOB as REWRITE
+from .datagen.teacher_scores import JOB as TEACHER_SCORES
 from .encode.pipeline import JOB as ENCODE
 from .errors import RayragError
 from .eval.job import JOB as EVALUATE
@@ -26,7 +27,7 @@ from .quickstart import JOB as QUICKSTART
 from .train.job import DENSE_JOB, RERANKER_JOB, SPARSE_JOB
 
 # Every job, in `rayrag --help` order. A new job is one module ending in a Job, plus a line here.
-JOBS: dict[str, Job] = {j.name: j for j in (QUICKSTART, EVALUATE, EVALUATE_MTRAG, ENCODE, INDEX, MINE, REWRITE,
+JOBS: dict[str, Job] = {j.name: j for j in (QUICKSTART, EVALUATE, EVALUATE_MTRAG, ENCODE, INDEX, MINE, REWRITE, TEACHER_SCORES,
                                                 DENSE_JOB, RERANKER_JOB, SPARSE_JOB)}
 TOOLS = ("serve", "data", "models")
 

@@ -1,0 +1,195 @@
+"""Teacher scores for DiSCo (Mo et al., 2024, "Distillation of Specialized Conversational search",
+arXiv 2410.14609): per training turn, a candidate set and every teacher's SPLADE scores on it.
+
+The student (a SPLADE query encoder reading the conversation) learns to give the candidates
+the score distribution a teacher gives them from a standalone rewrite of the turn, with the
+same frozen document encoder, so the pool index of each domain stays valid. Candidates are
+each teacher's top-k on its rewrite, then the last turn's top-k, then the judged positives,
+deduplicated in that order. A teacher's score of a candidate is the dot product of sparse
+representations computed exactly as the inverted index computes it (``q @ postings``), for
+every candidate, also those outside its own top-k.
+
+Output folder: ``train.jsonl`` (and ``eval.jsonl`` unless ``fold=all``), one line per turn::
+
+    {"query_id", "conversation_id", "domain", "query", "docs": [{"id", "text"}], "positives": [id],
+     "teacher_scores": {teacher: [score per doc]}, "teacher_queries": {teacher: text}}
+
+and ``manifest.json`` (fold spec, teachers, counts, sha256 of every input and output).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..config import to_dict
+from ..errors import ConfigError
+from ..job import Job
+
+
+@dataclass
+class TeacherScoresConfig:
+    dataset: str = "mtrag"  # folder under the data dir (or a path) holding mtrag-human/ and pool/
+    data_dir: str | None = None  # default: $RAYRAG_DATA_DIR
+    index: str = "out/mtrag/index-splade-{domain}"  # one SPLADE pool index per domain
+    model: str | None = None  # None: the indexes' own model; if given it must be that model
+    teachers: list[str] = field(default_factory=lambda: ["human"])  # "human" or "<name>=<rewrites.jsonl>"
+    domains: list[str] = field(default_factory=lambda: ["clapnq", "cloud", "fiqa", "govt"])
+    fold: str = "0"  # 0-based fold index, or "all" (every conversation trains; no eval.jsonl)
+    folds: int = 5
+    seed: int = 0
+    holdout: str = "none"  # "recipe": eval.jsonl is fold k's recipe holdout; the test part is left out
+    holdout_size: int = 15
+    k: int = 50  # top-k per teacher and for the last turn
+    max_length: int = 256  # SPLADE query length
+    history_max_tokens: int = 256  # the formatter's budget for every query text (<= max_length)
+    batch_size: int = 32
+    output_dir: str = "out/mtrag/teacher-scores"
+    cpus_per_task: float = 1.0
+    num_cpus: int | None = None  # local Ray only
+    experiment: str = "rayrag"
+
+    def validate(self) -> None:
+        from ..data.mtrag import DOMAINS
+        from .teacher_inputs import parse_teacher
+
+        if "{domain}" not in self.index:
+            raise ConfigError(f"index must contain {{domain}} (one index per domain), got {self.index!r}")
+        names = [parse_teacher(t)[0] for t in self.teachers]
+        if not names or len(set(names)) != len(names):
+            raise ConfigError(f"teachers: give at least one, with distinct names; got {names}")
+        bad = [d for d in self.domains if d not in DOMAINS]
+        if bad or not self.domains or len(set(self.domains)) != len(self.domains):
+            raise ConfigError(f"domains: give distinct values from {list(DOMAINS)}, got {self.domains}")
+        if self.folds < 2:
+            raise ConfigError(f"folds must be >= 2, got {self.folds}")
+        if self.fold != "all" and not (self.fold.isdigit() and int(self.fold) < self.folds):
+            raise ConfigError(f"fold must be 'all' or a fold index 0..{self.folds - 1}, got {self.fold!r}")
+        if self.holdout not in ("none", "recipe"):
+            raise ConfigError(f"holdout must be 'none' or 'recipe', got {self.holdout!r}")
+        if self.holdout == "recipe" and self.fold == "all":
+            raise ConfigError("holdout=recipe needs a fold index: the recipe holdout comes out of a fold's training part")
+        if self.k < 1 or self.batch_size < 1 or self.cpus_per_task <= 0:
+            raise ConfigError("k and batch_size must be >= 1 and cpus_per_task > 0")
+        if not 8 <= self.history_max_tokens <= self.max_length:
+            raise ConfigError(f"history_max_tokens ({self.history_max_tokens}) must be in 8..max_length "
+                              f"({self.max_length}): SPLADE would cut the current turn off the end")
+
+
+def _score_domain(folder: str, model: str, max_length: int, batch_size: int, k: int, turns: list[dict],
+                  threads: int) -> list[dict]:
+    """Inside a Ray task: one domain's candidates and every teacher's scores on them."""
+    import numpy as np
+    import torch
+    from tqdm.auto import tqdm
+
+    from ..index.store import load_index
+    from ..index.topk import top_k_rows
+    from ..models.sparse import SpladeEncoder
+
+    torch.set_num_threads(threads)
+    encoder = SpladeEncoder(model, max_length=max_length)
+    loaded = load_index(folder, expected_dim=encoder.vocab_size)
+    postings, ids = loaded.index.postings, loaded.ids  # [V, N]
+    row_of = {d: i for i, d in enumerate(ids)}
+    teachers = list(turns[0]["teacher_queries"]) if turns else []
+    enc = {t: encoder.encode([x["teacher_queries"][t] for x in turns], batch_size, progress=False) for t in teachers}
+    last = encoder.encode([x["last_turn"] for x in turns], batch_size, progress=False)
+    out = []
+    for i, turn in enumerate(tqdm(turns, desc=f"teacher-scores {Path(folder).name}", unit="turn", mininterval=5)):
+        # The same product the index searches with, so scores are the index's own, top-k or not.
+        full = {t: (enc[t][i] @ postings).toarray()[0] for t in teachers}  # [N] each
+        order: dict[int, None] = {}
+        for scores in [*full.values(), (last[i] @ postings).toarray()[0]]:
+            idx, val = top_k_rows(scores[None, :], k)
+            order.update((int(j), None) for j, s in zip(idx[0], val[0]) if s > 0)  # 0: no shared term
+        order.update((row_of[d], None) for d in turn["positives"])
+        rows = np.fromiter(order, dtype=np.int64)
+        out.append({"query_id": turn["qid"], "docs": [ids[j] for j in rows],
+                    "teacher_scores": {t: full[t][rows].astype(float).tolist() for t in teachers}})
+    return out
+
+
+def _inputs(cfg: TeacherScoresConfig):
+    from transformers import AutoTokenizer
+
+    from ..assets import resolve_model
+    from ..data.locate import dataset_dir
+    from ..data.mtrag import load_human_tasks, load_pool
+    from .teacher_inputs import check_index, index_model, parse_teacher, read_rewrites, split_conversations, turn_texts
+
+    root = dataset_dir(cfg.dataset, cfg.data_dir)
+    turns = load_human_tasks(root, cfg.domains)
+    split_of, spec = split_conversations(turns, cfg.fold, cfg.folds, cfg.seed, cfg.holdout, cfg.holdout_size)
+    turns = [t for t in turns if t.conversation_id in split_of]
+    pools = {d: load_pool(root, d) for d in cfg.domains}
+    folders = {d: Path(cfg.index.format(domain=d)).resolve() for d in cfg.domains}
+    manifests = {d: check_index(folders[d], d, set(pools[d])) for d in cfg.domains}
+    model = index_model(manifests, cfg.model)
+    rewrites = {name: (None if path is None else read_rewrites(path, [t.qid for t in turns]))
+                for name, path in map(parse_teacher, cfg.teachers)}
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(model).path)
+    texts, missing = [], {d: 0 for d in cfg.domains}
+    for t in turns:
+        tt, miss = turn_texts(t, split_of[t.conversation_id], rewrites, set(pools[t.domain]), tokenizer,
+                              cfg.history_max_tokens)
+        texts.append(tt)
+        missing[t.domain] += miss
+    files = [root / "mtrag-human" / "retrieval_tasks" / d / n for d in cfg.domains
+             for n in (f"{d}_questions.jsonl", f"{d}_lastturn.jsonl", f"{d}_rewrite.jsonl", "qrels/dev.tsv")]
+    files += [root / "pool" / "corpus" / f"{d}.jsonl" for d in cfg.domains]
+    files += [folders[d] / "manifest.json" for d in cfg.domains]
+    files += [Path(p) for _, p in map(parse_teacher, cfg.teachers) if p]
+    return texts, pools, folders, model, spec, missing, files
+
+
+def run_teacher_scores(cfg: TeacherScoresConfig) -> dict:
+    import ray
+
+    from .. import tracking
+    from ..ray_utils import init_ray
+    from .teacher_output import write_output
+
+    cfg.validate()
+    texts, pools, folders, model, spec, missing, files = _inputs(cfg)  # all checked: Ray not started yet
+    started = init_ray(cfg.num_cpus)
+    try:
+        with tracking.job_run("teacher-scores", to_dict(cfg), dataset="mtrag-human", experiment=cfg.experiment,
+                              tags={"rayrag.fold": cfg.fold}) as jr:
+            t0 = time.perf_counter()
+            remote = ray.remote(_score_domain)
+            threads = max(1, int(round(cfg.cpus_per_task)))
+            pending = {remote.options(num_cpus=cfg.cpus_per_task, name=f"teacher-scores:{d}").remote(
+                str(folders[d]), model, cfg.max_length, cfg.batch_size, cfg.k,
+                [asdict(t) for t in texts if t.domain == d], threads): d for d in cfg.domains}
+            scored = {}
+            while pending:
+                [done], _ = ray.wait(list(pending), num_returns=1)
+                domain = pending.pop(done)
+                scored.update((r["query_id"], r) for r in ray.get(done))
+                print(f"[teacher-scores] {domain}: done ({len(pending)} left)", flush=True)
+            out = Path(cfg.output_dir).resolve()
+            manifest = write_output(out, cfg, texts, scored, pools, model, spec, missing, files,
+                                    {"mlflow_run_id": jr.run_id, "wall_s": time.perf_counter() - t0})
+            jr.log_metrics(manifest["metrics"])
+            jr.log_artifact(out, "teacher-scores")
+            return manifest
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _summary(cfg: TeacherScoresConfig, m: dict) -> str:
+    parts = [f"{s}: {c['all']['turns']} turns, {c['all']['candidates_mean']:.1f} candidates each"
+             for s, c in m["counts"].items()]
+    return f"teacher scores ({', '.join(m['teachers'])}) in {cfg.output_dir}: " + "; ".join(parts)
+
+
+JOB = Job(
+    name="teacher-scores", config=TeacherScoresConfig, run=run_teacher_scores,
+    help="write DiSCo training examples: candidates and every teacher's SPLADE scores per turn",
+    description="For each MTRAG turn of a fold (fold=<k>|all), take each teacher's top-k on its rewrite "
+                "(teachers=[human,<name>=<rewrites.jsonl>]), the last turn's top-k and the judged positives from "
+                "the domain's SPLADE pool index (index=<folder with {domain}>), score every candidate with every "
+                "teacher, and write train.jsonl / eval.jsonl with a manifest.",
+    flags=("output_dir",), summary=_summary)
