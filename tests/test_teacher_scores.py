@@ -28,11 +28,18 @@ def ray_local():
 
 
 def _slice_dataset(src: Path, dst: Path) -> None:
-    """Six govt conversations (all their turns) and a pool of their positives plus distractors."""
+    """Six govt conversations (all their turns) and a pool of their positives plus distractors;
+    the other domains' tasks as published (folds are dealt over every domain's conversations)."""
+    for domain in ("clapnq", "cloud", "fiqa"):
+        (dst / "mtrag-human/retrieval_tasks").mkdir(parents=True, exist_ok=True)
+        (dst / "mtrag-human/retrieval_tasks" / domain).symlink_to(src / "mtrag-human/retrieval_tasks" / domain)
     tasks, out = src / "mtrag-human/retrieval_tasks/govt", dst / "mtrag-human/retrieval_tasks/govt"
     (out / "qrels").mkdir(parents=True)
-    rows = [json.loads(line) for line in (tasks / "govt_questions.jsonl").open()]
-    keep = sorted({r["_id"].split("<::>")[0] for r in rows})[:CONVERSATIONS]
+    real = load_human_tasks(src)
+    fold = conversation_folds(conversation_domains(real), 5, 0)[0]
+    govt = {t.conversation_id for t in real if t.domain == "govt"}
+    half = CONVERSATIONS // 2  # both sides of fold 0 present in the slice
+    keep = sorted(govt & set(fold.test))[:half] + sorted(govt & set(fold.train))[:half]
     for name in ("govt_questions.jsonl", "govt_lastturn.jsonl", "govt_rewrite.jsonl"):
         lines = [line for line in (tasks / name).open() if json.loads(line)["_id"].split("<::>")[0] in keep]
         (out / name).write_text("".join(lines))
@@ -83,7 +90,8 @@ def test_examples_format_scores_and_split(mtrag_slice, tmp_path, tiny_bert):
     from rayrag.models.sparse import SpladeEncoder
 
     dataset, index = mtrag_slice
-    turns = {t.qid: t for t in load_human_tasks(dataset, ["govt"])}
+    every = load_human_tasks(dataset)
+    turns = {t.qid: t for t in every if t.domain == "govt"}
     llm = tmp_path / "llm_rewrite.jsonl"  # a second teacher: here simply the last turns, as a rewrite file
     llm.write_text("".join(json.dumps({"_id": q, "text": f"|user|: {t.last_turn}"}) + "\n" for q, t in turns.items()))
     m = run_teacher_scores(_config(mtrag_slice, tmp_path, teachers=["human", f"llm={llm}"]))
@@ -91,9 +99,10 @@ def test_examples_format_scores_and_split(mtrag_slice, tmp_path, tiny_bert):
     train, held = _read(out / "train.jsonl"), _read(out / "eval.jsonl")
 
     # Split by conversation: fold 0's training part trains, its test part is eval, nothing shared.
-    fold = conversation_folds(conversation_domains(turns.values()), 5, 0)[0]
-    assert {r["conversation_id"] for r in train} == set(fold.train)
-    assert {r["conversation_id"] for r in held} == set(fold.test)
+    fold = conversation_folds(conversation_domains(every), 5, 0)[0]
+    govt = {t.conversation_id for t in turns.values()}
+    assert {r["conversation_id"] for r in train} == set(fold.train) & govt
+    assert {r["conversation_id"] for r in held} == set(fold.test) & govt and held
     assert len(train) + len(held) == len(turns)
 
     tok = AutoTokenizer.from_pretrained(tiny_bert)
@@ -124,14 +133,15 @@ def test_examples_format_scores_and_split(mtrag_slice, tmp_path, tiny_bert):
 
 
 def test_split_by_conversation(mtrag_slice):
-    turns = load_human_tasks(mtrag_slice[0], ["govt"])
+    turns = load_human_tasks(mtrag_slice[0])
     convs = {t.conversation_id for t in turns}
     split, spec = split_conversations(turns, "all", 5, 0, "none", 15)
     assert set(split) == convs and set(split.values()) == {"train"} and spec == {"fold": "all"}
-    split, spec = split_conversations(turns, "0", 5, 0, "recipe", 1)
+    split, spec = split_conversations(turns, "0", 5, 0, "recipe", 15)
     fold = conversation_folds(conversation_domains(turns), 5, 0)[0]
     assert set(split) == set(fold.train)  # the test part is left out while choosing the recipe
-    assert [c for c, s in split.items() if s == "eval"] == spec["eval_conversations"] and len(spec["eval_conversations"]) == 1
+    held = sorted(c for c, s in split.items() if s == "eval")
+    assert held == spec["eval_conversations"] and len(held) == 15 and not set(held) & set(spec["train_conversations"])
 
 
 @pytest.mark.parametrize("over, match", [

@@ -119,9 +119,11 @@ def _inputs(cfg: TeacherScoresConfig):
     from .teacher_inputs import check_index, index_model, parse_teacher, read_rewrites, split_conversations, turn_texts
 
     root = dataset_dir(cfg.dataset, cfg.data_dir)
-    turns = load_human_tasks(root, cfg.domains)
+    # Folds are dealt over every domain's conversations, so a run over some domains writes the
+    # same split of them as a run over all four (and as the evaluation's folds).
+    turns = load_human_tasks(root)
     split_of, spec = split_conversations(turns, cfg.fold, cfg.folds, cfg.seed, cfg.holdout, cfg.holdout_size)
-    turns = [t for t in turns if t.conversation_id in split_of]
+    turns = [t for t in turns if t.domain in cfg.domains and t.conversation_id in split_of]
     pools = {d: load_pool(root, d) for d in cfg.domains}
     folders = {d: Path(cfg.index.format(domain=d)).resolve() for d in cfg.domains}
     manifests = {d: check_index(folders[d], d, set(pools[d])) for d in cfg.domains}
