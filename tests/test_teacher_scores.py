@@ -174,6 +174,7 @@ def _other_model(tmp_path, tiny_bert) -> str:
     ("missing_turns", "no rewrite for 1 of the"),
     ("model_mismatch", "is not the model the indexes were built with"),
     ("no_index", "no finished index for domain 'govt'"),
+    ("wrong_pool", "not the .* of the govt pool"),
 ])
 def test_bad_inputs_rejected_before_any_work(case, match, mtrag_slice, tmp_path, tiny_bert):
     dataset = mtrag_slice[0]
@@ -186,8 +187,15 @@ def test_bad_inputs_rejected_before_any_work(case, match, mtrag_slice, tmp_path,
         over["teachers"] = ["human", f"llm={path}"]
     elif case == "model_mismatch":
         over["model"] = _other_model(tmp_path, tiny_bert)
-    else:
+    elif case == "no_index":
         over["index"] = str(tmp_path / "nothing-{domain}")
+    else:  # an index of another corpus: one passage short
+        import shutil
+
+        shutil.copytree(mtrag_slice[1].format(domain="govt"), tmp_path / "short-govt")
+        ids = (tmp_path / "short-govt/ids.txt").read_text().splitlines()
+        (tmp_path / "short-govt/ids.txt").write_text("\n".join(ids[:-1]) + "\n")
+        over["index"] = str(tmp_path / "short-{domain}")
     with pytest.raises(DataError, match=match):
         run_teacher_scores(_config(mtrag_slice, tmp_path, **over))
     assert not (tmp_path / "out").exists()
