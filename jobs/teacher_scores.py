@@ -2,7 +2,7 @@
 
     python -m jobs.teacher_scores --config jobs/configs/teacher_scores_mtrag.yaml
     python -m jobs.teacher_scores --config jobs/configs/teacher_scores_mtrag.yaml fold=all --output-dir out/mtrag/teacher-scores-all
-    python -m jobs.teacher_scores --config jobs/configs/teacher_scores_mtrag.yaml teachers=[human,smollm2-135m=out/rewrite/smollm2-135m.jsonl]
+    python -m jobs.teacher_scores --config jobs/configs/teacher_scores_mtrag.yaml teachers=[human,smollm2-135m=out/rewrite/mtrag-smollm2]
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- python -m jobs.teacher_scores --config jobs/configs/teacher_scores_mtrag.yaml
 """
 from rayrag.cli import job_main

@@ -13,6 +13,7 @@ from rayrag.data.mtrag import load_human_tasks
 from rayrag.datagen.teacher_inputs import split_conversations
 from rayrag.datagen.teacher_scores import TeacherScoresConfig, run_teacher_scores
 from rayrag.errors import ConfigError, DataError
+from rayrag.io import sha256_file
 
 KEYS = {"query_id", "conversation_id", "domain", "query", "docs", "positives", "teacher_scores", "teacher_queries"}
 CONVERSATIONS, DISTRACTORS, MAX_LEN = 6, 60, 128  # tiny_bert has 128 positions
@@ -92,8 +93,13 @@ def test_examples_format_scores_and_split(mtrag_slice, tmp_path, tiny_bert):
     dataset, index = mtrag_slice
     every = load_human_tasks(dataset)
     turns = {t.qid: t for t in every if t.domain == "govt"}
-    llm = tmp_path / "llm_rewrite.jsonl"  # a second teacher: here simply the last turns, as a rewrite file
-    llm.write_text("".join(json.dumps({"_id": q, "text": f"|user|: {t.last_turn}"}) + "\n" for q, t in turns.items()))
+    # A second teacher, here simply the last turns, as a rewrite job's output folder.
+    llm = tmp_path / "llm"
+    llm.mkdir()
+    (llm / "rewrite.jsonl").write_text("".join(json.dumps({"_id": q, "text": f"|user|: {t.last_turn}"}) + "\n"
+                                              for q, t in turns.items()))
+    digest = sha256_file(llm / "rewrite.jsonl")
+    (llm / "manifest.json").write_text(json.dumps({"file": "rewrite.jsonl", "sha256": digest}))
     m = run_teacher_scores(_config(mtrag_slice, tmp_path, teachers=["human", f"llm={llm}"]))
     out = tmp_path / "out"
     train, held = _read(out / "train.jsonl"), _read(out / "eval.jsonl")
@@ -170,7 +176,7 @@ def _other_model(tmp_path, tiny_bert) -> str:
 
 
 @pytest.mark.parametrize("case, match", [
-    ("missing_file", "teacher rewrite file"),
+    ("missing_file", "rewrite file"),
     ("missing_turns", "no rewrite for 1 of the"),
     ("model_mismatch", "is not the model the indexes were built with"),
     ("no_index", "no finished index for domain 'govt'"),

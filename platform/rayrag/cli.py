@@ -27,8 +27,8 @@ from .quickstart import JOB as QUICKSTART
 from .train.job import DENSE_JOB, RERANKER_JOB, SPARSE_JOB
 
 # Every job, in `rayrag --help` order. A new job is one module ending in a Job, plus a line here.
-JOBS: dict[str, Job] = {j.name: j for j in (QUICKSTART, EVALUATE, EVALUATE_MTRAG, ENCODE, INDEX, MINE, REWRITE, TEACHER_SCORES,
-                                                DENSE_JOB, RERANKER_JOB, SPARSE_JOB)}
+JOBS: dict[str, Job] = {j.name: j for j in (QUICKSTART, EVALUATE, EVALUATE_MTRAG, ENCODE, INDEX, MINE, REWRITE,
+                                                TEACHER_SCORES, DENSE_JOB, RERANKER_JOB, SPARSE_JOB)}
 TOOLS = ("serve", "data", "models")
 
 

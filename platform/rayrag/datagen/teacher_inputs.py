@@ -1,10 +1,10 @@
 """What the teacher-scoring job reads, loaded and checked in the driver before Ray starts.
 
-Teachers are named ``human`` (MTRAG's ``*_rewrite`` files) or ``<name>=<file>``: a query file in
-the ``*_rewrite.jsonl`` layout (``{"_id": "<conv><::><turn>", "text": "|user|: ..."}``) holding
-one rewrite per turn, e.g. from an LLM rewriter. Every query text (the student's history, the
-last turn, each rewrite) goes through the one formatter with the same token budget, so they are
-the texts evaluation and Serve encode.
+Teachers are named ``human`` (MTRAG's ``*_rewrite`` files) or ``<name>=<path>``: the rewrite job's
+output folder or any query file in the ``*_rewrite.jsonl`` layout (``{"_id": "<conv><::><turn>",
+"text": "|user|: ..."}``) holding one rewrite per turn, e.g. from an LLM rewriter. Every query
+text (the student's history, the last turn, each rewrite) goes through the one formatter with the
+same token budget, so they are the texts evaluation and Serve encode.
 """
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.conversation import USER, ConversationError, format_conversation, parse_conversation
+from ..data.conversation import USER, format_conversation
 from ..data.folds import conversation_domains, conversation_folds, recipe_holdout
-from ..data.jsonl import read_jsonl, require_file
 from ..data.mtrag import ConversationTurn
 from ..errors import ConfigError, DataError
 
@@ -33,28 +32,17 @@ def parse_teacher(entry: str) -> tuple[str, str | None]:
             raise ConfigError(f"teachers: {HUMAN!r} is MTRAG's human rewrites and takes no file; name yours otherwise")
         return name, None
     if not sep or not path:
-        raise ConfigError(f"teachers: unknown teacher {name!r}: give {HUMAN!r} or {name}=<rewrites .jsonl in the "
-                          f"*_rewrite layout>")
+        raise ConfigError(f"teachers: unknown teacher {name!r}: give {HUMAN!r} or {name}=<rewrite job folder or "
+                          f"*_rewrite.jsonl layout file>")
     return name, path
 
 
 def read_rewrites(path: str | Path, need: list[str]) -> dict[str, str]:
-    """qid -> rewrite text of every turn in ``need``; the file may hold more turns, never fewer."""
-    path = require_file(Path(path), "teacher rewrite file")
-    out: dict[str, str] = {}
-    for lineno, obj in read_jsonl(path):
-        qid, text = obj.get("_id"), obj.get("text")
-        if not isinstance(qid, str) or not isinstance(text, str):
-            raise DataError(f"{path}:{lineno}: expected string fields '_id' and 'text'")
-        if qid in out:
-            raise DataError(f"{path}:{lineno}: duplicate id {qid!r}")
-        try:
-            turns = parse_conversation(text)
-        except ConversationError as e:
-            raise DataError(f"{path}:{lineno}: {e}") from None
-        if len(turns) != 1 or turns[0][0] != USER or not turns[0][1].strip():
-            raise DataError(f"{path}:{lineno}: a rewrite must be one non-empty '|user|: ' line")
-        out[qid] = turns[0][1]
+    """qid -> rewrite text of every turn in ``need`` from a rewrite job's folder or a ``*_rewrite.jsonl``
+    file (``load_rewrites``: format and checksum checked); it may hold more turns, never fewer."""
+    from .rewrite import load_rewrites
+
+    out = load_rewrites(path)
     missing = [q for q in need if q not in out]
     if missing:
         raise DataError(f"{path}: no rewrite for {len(missing)} of the {len(need)} turns to score "

@@ -33,7 +33,7 @@ class TeacherScoresConfig:
     data_dir: str | None = None  # default: $RAYRAG_DATA_DIR
     index: str = "out/mtrag/index-splade-{domain}"  # one SPLADE pool index per domain
     model: str | None = None  # None: the indexes' own model; if given it must be that model
-    teachers: list[str] = field(default_factory=lambda: ["human"])  # "human" or "<name>=<rewrites.jsonl>"
+    teachers: list[str] = field(default_factory=lambda: ["human"])  # "human" | "<name>=<rewrite folder or file>"
     domains: list[str] = field(default_factory=lambda: ["clapnq", "cloud", "fiqa", "govt"])
     fold: str = "0"  # 0-based fold index, or "all" (every conversation trains; no eval.jsonl)
     folds: int = 5
@@ -68,7 +68,8 @@ class TeacherScoresConfig:
         if self.holdout not in ("none", "recipe"):
             raise ConfigError(f"holdout must be 'none' or 'recipe', got {self.holdout!r}")
         if self.holdout == "recipe" and self.fold == "all":
-            raise ConfigError("holdout=recipe needs a fold index: the recipe holdout comes out of a fold's training part")
+            raise ConfigError("holdout=recipe needs a fold index: the recipe holdout comes out of a fold's "
+                              "training part")
         if self.k < 1 or self.batch_size < 1 or self.cpus_per_task <= 0:
             raise ConfigError("k and batch_size must be >= 1 and cpus_per_task > 0")
         if not 8 <= self.history_max_tokens <= self.max_length:
@@ -141,7 +142,9 @@ def _inputs(cfg: TeacherScoresConfig):
              for n in (f"{d}_questions.jsonl", f"{d}_lastturn.jsonl", f"{d}_rewrite.jsonl", "qrels/dev.tsv")]
     files += [root / "pool" / "corpus" / f"{d}.jsonl" for d in cfg.domains]
     files += [folders[d] / "manifest.json" for d in cfg.domains]
-    files += [Path(p) for _, p in map(parse_teacher, cfg.teachers) if p]
+    # A rewrite job's folder: its manifest holds the file's sha256 (load_rewrites checked it).
+    paths = [Path(p) for _, p in map(parse_teacher, cfg.teachers) if p]
+    files += [p / "manifest.json" if p.is_dir() else p for p in paths]
     return texts, pools, folders, model, spec, missing, files
 
 
@@ -191,7 +194,7 @@ JOB = Job(
     name="teacher-scores", config=TeacherScoresConfig, run=run_teacher_scores,
     help="write DiSCo training examples: candidates and every teacher's SPLADE scores per turn",
     description="For each MTRAG turn of a fold (fold=<k>|all), take each teacher's top-k on its rewrite "
-                "(teachers=[human,<name>=<rewrites.jsonl>]), the last turn's top-k and the judged positives from "
-                "the domain's SPLADE pool index (index=<folder with {domain}>), score every candidate with every "
-                "teacher, and write train.jsonl / eval.jsonl with a manifest.",
+                "(teachers=[human,<name>=<rewrite job folder or *_rewrite.jsonl file>]), the last turn's top-k "
+                "and the judged positives from the domain's SPLADE pool index (index=<folder with {domain}>), "
+                "score every candidate with every teacher, and write train.jsonl / eval.jsonl with a manifest.",
     flags=("output_dir",), summary=_summary)
