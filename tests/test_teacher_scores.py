@@ -23,7 +23,7 @@ CONVERSATIONS, DISTRACTORS, MAX_LEN = 6, 60, 128  # tiny_bert has 128 positions
 def ray_local():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
     yield
     ray.shutdown()
 
@@ -137,6 +137,14 @@ def test_examples_format_scores_and_split(mtrag_slice, tmp_path, tiny_bert):
     assert m["counts"]["train"]["all"]["turns"] == len(train)
     assert json.loads((out / "manifest.json").read_text())["files"].keys() == {"train.jsonl", "eval.jsonl"}
 
+    # Choosing the recipe: the holdout comes out of training and the test part is not written at all.
+    m = run_teacher_scores(_config(mtrag_slice, tmp_path, holdout="recipe", output_dir=str(tmp_path / "recipe")))
+    assert m["files"].keys() == {"train.jsonl", "recipe.jsonl"}
+    train, recipe = _read(tmp_path / "recipe/train.jsonl"), _read(tmp_path / "recipe/recipe.jsonl")
+    convs = {r["conversation_id"] for r in train}, {r["conversation_id"] for r in recipe}
+    assert not convs[0] & convs[1] and not (convs[0] | convs[1]) & set(fold.test)
+    assert convs[0] | convs[1] == set(fold.train) & govt
+
 
 def test_split_by_conversation(mtrag_slice):
     turns = load_human_tasks(mtrag_slice[0])
@@ -146,8 +154,8 @@ def test_split_by_conversation(mtrag_slice):
     split, spec = split_conversations(turns, "0", 5, 0, "recipe", 15)
     fold = conversation_folds(conversation_domains(turns), 5, 0)[0]
     assert set(split) == set(fold.train)  # the test part is left out while choosing the recipe
-    held = sorted(c for c, s in split.items() if s == "eval")
-    assert held == spec["eval_conversations"] and len(held) == 15 and not set(held) & set(spec["train_conversations"])
+    held = sorted(c for c, s in split.items() if s == "recipe")
+    assert held == spec["recipe_conversations"] and len(held) == 15 and not set(held) & set(spec["train_conversations"])
 
 
 @pytest.mark.parametrize("over, match", [

@@ -52,22 +52,23 @@ def read_rewrites(path: str | Path, need: list[str]) -> dict[str, str]:
 
 def split_conversations(turns: list[ConversationTurn], fold: str, folds: int, seed: int, holdout: str,
                         holdout_size: int) -> tuple[dict[str, str], dict]:
-    """conversation -> "train" | "eval", and the spec written to the manifest.
+    """conversation -> "train" | "eval" | "recipe", and the spec written to the manifest.
 
     ``fold=all``: every conversation trains. ``fold=k``: fold k's training part trains and its
     test part is ``eval``; with ``holdout=recipe`` the recipe holdout of that training part is
-    ``eval`` instead and the test part is left out entirely (choosing a recipe never sees it).
+    ``recipe`` instead and the test part is left out entirely (choosing a recipe never sees it).
     """
     domains = conversation_domains(turns)
     if fold == "all":
         return {c: "train" for c in domains}, {"fold": "all"}
     f = conversation_folds(domains, folds, seed)[int(fold)]
+    role = "recipe" if holdout == "recipe" else "eval"
     train, held = (recipe_holdout(f, domains, holdout_size, seed) if holdout == "recipe" else (f.train, f.test))
     spec = {"fold": int(fold), "folds": folds, "seed": seed, "holdout": holdout,
-            "train_conversations": list(train), "eval_conversations": list(held)}
+            "train_conversations": list(train), f"{role}_conversations": list(held)}
     if holdout == "recipe":
         spec["holdout_size"] = holdout_size
-    return {**{c: "train" for c in train}, **{c: "eval" for c in held}}, spec
+    return {**{c: "train" for c in train}, **{c: role for c in held}}, spec
 
 
 def check_index(folder: Path, domain: str, pool_ids: set[str]) -> dict:
@@ -111,7 +112,7 @@ class TurnTexts:
     qid: str
     conversation_id: str
     domain: str
-    split: str  # "train" | "eval"
+    split: str  # "train" | "eval" | "recipe": the file it goes to
     query: str  # the student's input: user turns so far
     last_turn: str
     teacher_queries: dict[str, str]

@@ -33,7 +33,8 @@ def write_output(out: Path, cfg, texts: list, scored: dict, pools: dict, model: 
                  missing: dict, inputs: list[Path], extra: dict) -> dict:
     from .teacher_inputs import parse_teacher
 
-    splits: dict[str, list[dict]] = {"train": [], "eval": []} if cfg.fold != "all" else {"train": []}
+    held = [] if cfg.fold == "all" else ["recipe" if cfg.holdout == "recipe" else "eval"]
+    splits: dict[str, list[dict]] = {s: [] for s in ["train", *held]}
     for t in texts:  # the driver's turn order (domain, then file order): the same file every run
         splits[t.split].append(example(t, scored[t.qid], pools[t.domain]))
     counts = {s: _counts(rows) for s, rows in splits.items()}

@@ -9,7 +9,8 @@ deduplicated in that order. A teacher's score of a candidate is the dot product 
 representations computed exactly as the inverted index computes it (``q @ postings``), for
 every candidate, also those outside its own top-k.
 
-Output folder: ``train.jsonl`` (and ``eval.jsonl`` unless ``fold=all``), one line per turn::
+Output folder: ``train.jsonl`` and, unless ``fold=all``, ``eval.jsonl`` (the fold's test part) or,
+with ``holdout=recipe``, ``recipe.jsonl`` (the recipe holdout), one line per turn::
 
     {"query_id", "conversation_id", "domain", "query", "docs": [{"id", "text"}], "positives": [id],
      "teacher_scores": {teacher: [score per doc]}, "teacher_queries": {teacher: text}}
@@ -38,13 +39,13 @@ class TeacherScoresConfig:
     fold: str = "0"  # 0-based fold index, or "all" (every conversation trains; no eval.jsonl)
     folds: int = 5
     seed: int = 0
-    holdout: str = "none"  # "recipe": eval.jsonl is fold k's recipe holdout; the test part is left out
+    holdout: str = "none"  # "recipe": recipe.jsonl = fold k's recipe holdout (out of train); test part left out
     holdout_size: int = 15
     k: int = 50  # top-k per teacher and for the last turn
     max_length: int = 256  # SPLADE query length
     history_max_tokens: int = 256  # the formatter's budget for every query text (<= max_length)
     batch_size: int = 32
-    output_dir: str = "out/mtrag/teacher-scores"
+    output_dir: str = "out/disco/fold0"
     cpus_per_task: float = 1.0
     num_cpus: int | None = None  # local Ray only
     experiment: str = "rayrag"
@@ -196,5 +197,6 @@ JOB = Job(
     description="For each MTRAG turn of a fold (fold=<k>|all), take each teacher's top-k on its rewrite "
                 "(teachers=[human,<name>=<rewrite job folder or *_rewrite.jsonl file>]), the last turn's top-k "
                 "and the judged positives from the domain's SPLADE pool index (index=<folder with {domain}>), "
-                "score every candidate with every teacher, and write train.jsonl / eval.jsonl with a manifest.",
+                "score every candidate with every teacher, and write train.jsonl and eval.jsonl (recipe.jsonl "
+                "with holdout=recipe) with a manifest.",
     flags=("output_dir",), summary=_summary)
