@@ -213,9 +213,9 @@ def run_mtrag_eval(cfg: MtragEvalConfig) -> dict:
 
 def _summary_of_result(cfg, result: dict) -> str:
     from .mtrag_report import format_table
-    from .report import summary_with
+    from .report import closing_words
 
-    return summary_with(format_table)(cfg, result)
+    return closing_words(format_table(result), cfg.output_dir, result)
 
 
 JOB = Job(

@@ -14,12 +14,10 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def summary_with(table):
-    """A job's closing words: ``table(result)``, then where result.json and the MLflow run are."""
-    def summary(cfg, result: dict) -> str:
-        return (f"{table(result)}\n\nresult: {cfg.output_dir}/result.json  "
-                f"MLflow run {result['mlflow_run_id']} ({result['tracking_uri']})")
-    return summary
+def closing_words(table: str, output_dir: str, result: dict) -> str:
+    """An evaluate job's last output: its table, then where result.json and the MLflow run are."""
+    return (f"{table}\n\nresult: {output_dir}/result.json  "
+            f"MLflow run {result['mlflow_run_id']} ({result['tracking_uri']})")
 
 
 def plot_recall_curves(curves: dict[str, dict[int, float]], title: str):
