@@ -23,17 +23,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    from rayrag.ray_utils import init_ray
-
-    init_ray(num_cpus=2, dashboard=True)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory) -> Path:
     from transformers import AutoTokenizer, BertConfig, BertModel
 

@@ -63,10 +63,25 @@ def make_engine(module: torch.nn.Module, cfg: TrainConfig, world: int, total_ste
     """-> (engine, scheduler) around ``make_optimizer``'s optimizer and schedule."""
     import deepspeed
 
+    _skip_shm_comm_op()
     optimizer, scheduler = make_optimizer(module, cfg, total_steps)
     engine, _, _, scheduler = deepspeed.initialize(model=module, optimizer=optimizer, lr_scheduler=scheduler,
                                                    config=deepspeed_config(cfg, world))
     return engine, scheduler
+
+
+def _skip_shm_comm_op() -> None:
+    """Keep DeepSpeed from JIT-compiling its shared-memory all-reduce op at every CPU init.
+
+    The op serves only DeepSpeed's inference all-reduce, never training. Its build runs under a
+    file lock in ~/.cache/torch_extensions; a worker killed while holding it (a fault test, Ray
+    replacing a worker, Ctrl-C) leaves the lock behind, and every later init on that machine
+    waits on it forever: that hung the suite in CI. Marked incompatible, the op is never built
+    (DeepSpeed keeps this dict for the process, so the mark holds).
+    """
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
 
 
 @contextlib.contextmanager

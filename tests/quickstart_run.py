@@ -1,0 +1,81 @@
+"""The quickstart as a process of its own, checked by its test.
+
+The quickstart (a main-dependencies-only venv, then encode, index, evaluate and serve on real
+SciFact) is the suite's one multi-minute test, and much of the rest of the suite waits on process
+start-up and sockets rather than the CPU. With RAYRAG_QUICKSTART_BACKGROUND=1, ``conftest.py``
+starts it at collection so the two overlap (not on 2 cores: there it starved the two-node cluster
+test); otherwise ``tests/test_quickstart.py`` starts it and waits. Its own
+RAYRAG_HOME (MLflow store) and output folder keep it apart from the tests running beside it, and
+every Ray it starts is a private local instance (``ray_utils.init_ray``), never one of theirs.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+NODE_ID = "tests/test_quickstart.py::test_quickstart_reproduces_published_numbers"
+TIMEOUT_S = 2700
+
+
+@dataclass
+class QuickstartRun:
+    proc: subprocess.Popen
+    root: Path  # holds qs/ (its --output-dir), home/ (RAYRAG_HOME) and the two logs
+    port: int
+    venv: Path
+
+    @property
+    def out(self) -> Path:
+        return self.root / "qs"
+
+    def wait(self) -> tuple[int, str, str]:
+        """(exit code, stdout, stderr); killed (with its process group) after TIMEOUT_S in all."""
+        try:
+            self.proc.wait(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait()
+        return (self.proc.returncode, (self.root / "stdout.log").read_text(),
+                (self.root / "stderr.log").read_text())
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+_run: QuickstartRun | None = None
+
+
+def start(data_dir: Path) -> QuickstartRun:
+    """Start the quickstart once per session (later calls return the same run)."""
+    global _run
+    if _run is not None:
+        return _run
+    from tests.conftest import free_port
+
+    root = Path(tempfile.mkdtemp(prefix="rayrag-quickstart-"))
+    venv = REPO / ".venv-main"  # scripts/setup.sh keeps it between runs; a fresh clone builds it here
+    env = dict(os.environ, RAYRAG_DATA_DIR=str(data_dir), RAYRAG_VENV=str(venv), RAYRAG_HOME=str(root / "home"))
+    for var in ("VIRTUAL_ENV", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
+        env.pop(var, None)
+    port = free_port()
+    with open(root / "stdout.log", "w") as out, open(root / "stderr.log", "w") as err:
+        proc = subprocess.Popen(["bash", "scripts/quickstart.sh", "--output-dir", str(root / "qs"),
+                                 "keep_serving=false", f"serve_port={port}"],
+                                cwd=REPO, env=env, stdout=out, stderr=err, start_new_session=True)
+    _run = QuickstartRun(proc, root, port, venv)
+    return _run
+
+
+def stop() -> None:
+    """End of session: a run whose test never collected it (interrupted session) is stopped by PID."""
+    if _run is not None and _run.proc.poll() is None:
+        os.killpg(_run.proc.pid, 15)
+        try:
+            _run.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(_run.proc.pid, 9)
