@@ -32,7 +32,8 @@ BUILTIN_KINDS = {("v1", "Namespace"), ("v1", "ConfigMap"), ("v1", "Secret"), ("v
                  ("v1", "PersistentVolumeClaim"), ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"),
                  ("networking.k8s.io/v1", "NetworkPolicy")}
 # The jobs in jobs/ that work on data, each run by at least one RayJob; quickstart is a local demo of all of them.
-EXPECTED_JOBS = {"encode", "index", "evaluate", "mine", "train_dense", "train_reranker"}
+EXPECTED_JOBS = {"encode", "index", "evaluate", "mine", "train_dense", "train_reranker", "rewrite", "teacher_scores",
+                 "train_sparse", "evaluate_mtrag", "cot", "train_reasoning"}
 IMAGE_REPO = "ghcr.io/rayrag/rayrag"
 NAMESPACE = "rayrag"
 

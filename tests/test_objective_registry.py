@@ -13,6 +13,7 @@ from rayrag.train.objectives import get_objective, make_objective, objective_nam
 from rayrag.train.objectives.cross import CrossEncoderObjective
 from rayrag.train.objectives.dense import DenseObjective
 from rayrag.train.objectives.llm import LLMRerankerObjective
+from rayrag.train.objectives.reasoning import DirectObjective, GrpoObjective, SftObjective
 from rayrag.train.objectives.sparse import SparseQueryObjective
 from rayrag.train.objectives.registry import ObjectiveSpec, command_objectives, modules_to_ship, register
 
@@ -29,7 +30,8 @@ def toy(tmp_path, monkeypatch):
 
 
 def test_builtin_entries():
-    assert objective_names() == ["disco", "infonce", "kl", "lce", "llm_yesno", "margin_mse"]
+    assert objective_names() == ["disco", "infonce", "kl", "lce", "llm_yesno", "lrem-direct", "lrem-grpo", "lrem-sft",
+                                 "margin_mse"]
     rows = {n: (s.kind, s.objective, s.needs_teacher_scores, s.min_group_size, s.max_group_size)
             for n in objective_names() for s in [get_objective(n)]}
     assert rows == {"infonce": ("dense", DenseObjective, False, 1, None),
@@ -37,10 +39,14 @@ def test_builtin_entries():
                     "margin_mse": ("dense", DenseObjective, True, 2, 2),
                     "lce": ("cross", CrossEncoderObjective, False, 2, None),
                     "llm_yesno": ("llm", LLMRerankerObjective, False, 2, None),
-                    "disco": ("sparse", SparseQueryObjective, True, 1, None)}
+                    "disco": ("sparse", SparseQueryObjective, True, 1, None),
+                    "lrem-direct": ("reasoning", DirectObjective, False, 1, None),
+                    "lrem-sft": ("reasoning", SftObjective, False, 1, None),
+                    "lrem-grpo": ("reasoning", GrpoObjective, False, 1, None)}
     assert get_objective("lce").loss is localized_contrastive and get_objective("llm_yesno").loss is yes_no_sft
     assert command_objectives() == {"train-dense": ["infonce", "kl", "margin_mse"],
-                                    "train-reranker": ["lce", "llm_yesno"], "train-sparse": ["disco"]}
+                                    "train-reranker": ["lce", "llm_yesno"], "train-sparse": ["disco"],
+                                    "train-reasoning": ["lrem-direct", "lrem-grpo", "lrem-sft"]}
 
 
 def test_dense_entry_loss_is_the_papers_loss():

@@ -256,3 +256,56 @@ def test_two_worker_zero2_disco_run_matches_plain_pytorch(ray_local, tmp_path, t
     for key in ("eval/ndcg@10", "eval/mrr@10", "eval_untrained/ndcg@10", "eval/teacher_human/ndcg@10"):
         assert 0 <= result[key] <= 1, key
     assert result["eval/query_terms"] > 0
+
+
+def _pool_index(folder: Path, model: Path, docs: dict[str, str], max_length: int) -> None:
+    """A sparse index of ``docs`` encoded by ``model``, written as the index job writes one."""
+    from rayrag.encode.pipeline import model_fingerprint
+    from rayrag.index.sparse_index import InvertedIndex
+    from rayrag.index.store import save_index
+    from rayrag.models.sparse import SpladeEncoder
+
+    ids = sorted(docs)
+    matrix = SpladeEncoder(str(model), max_length=max_length, device="cpu").encode([docs[i] for i in ids],
+                                                                                   progress=False)
+    save_index(folder, "sparse", InvertedIndex(matrix), ids,
+               {"model": str(model), "model_version": model_fingerprint(str(model)), "dim": matrix.shape[1]})
+
+
+def test_document_vectors_from_the_pool_index_give_the_frozen_encoders_loss(tmp_path, tiny_mlm, disco_files):
+    """disco.doc_index: candidates' vectors read from the index equal the frozen encoder's, so the
+    loss is the same as re-encoding; an index of other weights or lacking a candidate is refused."""
+    from rayrag.train.objectives import make_objective
+    from rayrag.train.run import prepare_data
+
+    base = _cfg(tmp_path, tiny_mlm, disco_files[0], "doc_max_length=64")
+    data = prepare_data(base)
+    _pool_index(tmp_path / "idx-test", tiny_mlm, data["text"], 64)
+    cfg = _cfg(tmp_path, tiny_mlm, disco_files[0], "doc_max_length=64", f"disco.doc_index={tmp_path}/idx-{{domain}}")
+    fast = prepare_data(cfg)
+    assert fast["text"] == {} and fast["doc_reps"].matrix.shape[0] == len(data["text"])
+    losses = []
+    for c, d in ((base, data), (cfg, fast)):
+        objective = make_objective(c)
+        objective.attach(d)
+        module = objective.build(str(tiny_mlm))
+        batch = objective.collate([objective.group(ex, i, 0, d["text"]) for i, ex in enumerate(d["examples"][:4])])
+        assert ("d_reps" in batch) == (c is cfg)
+        losses.append(objective.loss(module, batch).item())
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+    # another model's index: its vectors are not the frozen encoder's
+    other = tmp_path / "other-mlm"
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    torch.manual_seed(1)
+    m = AutoModelForMaskedLM.from_pretrained(tiny_mlm)
+    with torch.no_grad():
+        next(m.parameters()).add_(0.5)
+    m.save_pretrained(other)
+    AutoTokenizer.from_pretrained(tiny_mlm).save_pretrained(other)
+    _pool_index(tmp_path / "bad-test", other, data["text"], 64)
+    with pytest.raises(DataError, match="not by the frozen document encoder"):
+        prepare_data(_cfg(tmp_path, tiny_mlm, disco_files[0], f"disco.doc_index={tmp_path}/bad-{{domain}}"))
+    _pool_index(tmp_path / "few-test", tiny_mlm, dict(list(data["text"].items())[:3]), 64)
+    with pytest.raises(DataError, match="lacks .* candidate"):
+        prepare_data(_cfg(tmp_path, tiny_mlm, disco_files[0], f"disco.doc_index={tmp_path}/few-{{domain}}"))

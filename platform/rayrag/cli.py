@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from .datagen.cot import JOB as COT
 from .datagen.mine import JOB as MINE
 from .datagen.rewrite import JOB as REWRITE
 from .datagen.teacher_scores import JOB as TEACHER_SCORES
@@ -24,11 +25,12 @@ from .eval.mtrag import JOB as EVALUATE_MTRAG
 from .index.build import JOB as INDEX
 from .job import Job
 from .quickstart import JOB as QUICKSTART
-from .train.job import DENSE_JOB, RERANKER_JOB, SPARSE_JOB
+from .train.job import DENSE_JOB, REASONING_JOB, RERANKER_JOB, SPARSE_JOB
 
 # Every job, in `rayrag --help` order. A new job is one module ending in a Job, plus a line here.
-JOBS: dict[str, Job] = {j.name: j for j in (QUICKSTART, EVALUATE, EVALUATE_MTRAG, ENCODE, INDEX, MINE, REWRITE,
-                                                TEACHER_SCORES, DENSE_JOB, RERANKER_JOB, SPARSE_JOB)}
+JOBS: dict[str, Job] = {j.name: j for j in (QUICKSTART, EVALUATE, EVALUATE_MTRAG, ENCODE, INDEX, MINE, COT, REWRITE,
+                                                TEACHER_SCORES, DENSE_JOB, RERANKER_JOB, SPARSE_JOB,
+                                                REASONING_JOB)}
 TOOLS = ("serve", "data", "models")
 
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from rayrag.losses import disco_loss, flops
-from tests.losses.two_workers import run_two_workers
+from tests.losses.two_workers import assert_two_workers_match
 
 Q, C, H, V = 4, 5, 6, 12
 
@@ -38,14 +38,7 @@ def _local_loss(rank, world, w):
 
 def test_two_workers_equal_one_process():
     q_in, d_in, w, teacher, mask, pos = _batch()
-    w = w.clone().requires_grad_(True)
-    ref = _loss(q_in, d_in, w, teacher, mask, pos, gather=False)
-    ref.backward()
-    results = run_two_workers(_local_loss, w.detach())
-    for rank in (0, 1):
-        loss, grad = results[rank]
-        assert loss == pytest.approx(ref.item(), rel=1e-5)
-        assert torch.allclose(grad, w.grad, atol=1e-6), (grad - w.grad).abs().max()
+    assert_two_workers_match(_local_loss, w, lambda w: _loss(q_in, d_in, w, teacher, mask, pos, gather=False))
 
 
 def test_flops_without_gather_is_per_worker():

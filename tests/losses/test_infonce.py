@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from rayrag.losses import infonce
-from tests.losses.two_workers import run_two_workers
+from tests.losses.two_workers import assert_two_workers_match
 
 
 def test_infonce_matches_the_formula():
@@ -33,12 +33,16 @@ def _local_loss(rank, world, w):
 
 def test_two_worker_infonce_equals_single_process_loss_and_gradients():
     q_all, d_all, w = _global_batch()
-    w = w.clone().requires_grad_(True)
-    ref = infonce(torch.nn.functional.normalize(q_all @ w, dim=-1),
-                  torch.nn.functional.normalize(d_all @ w, dim=-1), temperature=0.05)
-    ref.backward()
-    results = run_two_workers(_local_loss, w.detach())
-    for rank in (0, 1):
-        loss, grad = results[rank]
-        assert loss == pytest.approx(ref.item(), rel=1e-5)
-        assert torch.allclose(grad, w.grad, atol=1e-6), (grad - w.grad).abs().max()
+    assert_two_workers_match(_local_loss, w, lambda w: infonce(torch.nn.functional.normalize(q_all @ w, dim=-1),
+                                                               torch.nn.functional.normalize(d_all @ w, dim=-1),
+                                                               temperature=0.05))
+
+
+def test_several_rows_per_query_equal_the_mean_of_per_sample_losses():
+    torch.manual_seed(1)
+    q = torch.nn.functional.normalize(torch.randn(3 * 4, 8), dim=-1)  # 3 queries x 4 samples, consecutive
+    d = torch.nn.functional.normalize(torch.randn(3 * 2, 8), dim=-1)
+    per_sample = torch.stack([infonce(q.view(3, 4, 8)[:, j], d, 0.1) for j in range(4)]).mean()
+    assert infonce(q, d, 0.1, per_query=4).item() == pytest.approx(per_sample.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="not a multiple of per_query=5"):
+        infonce(q, d, per_query=5)

@@ -36,3 +36,16 @@ def run_two_workers(local_loss: Callable, w: torch.Tensor) -> dict[int, tuple[fl
         mp.start_processes(_worker, args=(2, free_port(), local_loss, w, out), nprocs=2, join=True,
                            start_method="spawn")
         return dict(out)
+
+
+def assert_two_workers_match(local_loss: Callable, w: torch.Tensor, reference: Callable) -> None:
+    """Two workers' mean loss and averaged gradient equal ``reference(w)``'s, the single-process
+    loss over the global batch, and its gradient."""
+    w = w.detach().clone().requires_grad_(True)
+    ref = reference(w)
+    ref.backward()
+    results = run_two_workers(local_loss, w.detach())
+    for rank in (0, 1):
+        loss, grad = results[rank]
+        assert abs(loss - ref.item()) <= 1e-5 * abs(ref.item()), (rank, loss, ref.item())
+        assert torch.allclose(grad, w.grad, atol=1e-6), (grad - w.grad).abs().max()

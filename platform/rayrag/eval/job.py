@@ -86,7 +86,8 @@ class EvaluateConfig:
 
 def _retrieve(label: str, spec: str, options: RetrieverOptions, corpus: dict, queries: dict, depth: int,
               threads: int, rerank: dict | None = None):
-    """Runs inside a Ray task: index, search (and rerank), and return ``{label: (run, timings)}``."""
+    """Runs inside a Ray task: index, search (and rerank), and return ``{label: (run, timings, stats)}``
+    (stats: what a retriever reports of its own, e.g. a reasoning embedder's format-valid rate)."""
     import torch
 
     from ..search.registry import build_retriever
@@ -98,16 +99,17 @@ def _retrieve(label: str, spec: str, options: RetrieverOptions, corpus: dict, qu
     t1 = time.perf_counter()
     run = retriever.search(queries, depth)
     t2 = time.perf_counter()
-    out = {label: (run, {"index_s": t1 - t0, "search_s": t2 - t1})}
+    stats = {k: float(v) for k, v in (getattr(retriever, "stats", None) or {}).items()}
+    out = {label: (run, {"index_s": t1 - t0, "search_s": t2 - t1}, stats)}
     if rerank:
         from ..models.reranker import load_reranker
         from ..search.rerank import interpolate, rerank_run
 
         reranker = load_reranker(rerank["model"], batch_size=rerank["batch_size"])
         reranked = rerank_run(run, queries, corpus, reranker.score, rerank["depth"])
-        out[f"{label}{RERANK_SUFFIX}"] = (reranked, {"rerank_s": time.perf_counter() - t2})
+        out[f"{label}{RERANK_SUFFIX}"] = (reranked, {"rerank_s": time.perf_counter() - t2}, {})
         for w in rerank["interpolate"]:
-            out[interpolated_label(label, w)] = (interpolate(run, reranked, rerank["depth"], w), {})
+            out[interpolated_label(label, w)] = (interpolate(run, reranked, rerank["depth"], w), {}, {})
     return out
 
 
@@ -166,16 +168,20 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
         metrics: dict[str, dict[str, float]] = {}
         curves: dict[str, dict[int, float]] = {}
         timings: dict[str, dict[str, float]] = {}
+        stats: dict[str, dict[str, float]] = {}
         with tracking.job_run("evaluate", to_dict(cfg), dataset=dataset.name, experiment=cfg.experiment,
                               tags={"rayrag.split": cfg.split}) as jr:
             while pending:
                 [done], _ = ray.wait(list(pending), num_returns=1)
                 pending.pop(done)
-                for label, (run, timing) in ray.get(done).items():
+                for label, (run, timing, own) in ray.get(done).items():
                     metrics[label] = evaluate(dataset.qrels, run, cfg.metrics)
                     curve = evaluate(dataset.qrels, run, [f"recall@{k}" for k in curve_ks])
                     curves[label] = {k: curve[f"recall@{k}"] for k in curve_ks}
                     timings[label] = timing
+                    if own:
+                        stats[label] = own
+                        jr.log_metrics({f"{label}/{k}": v for k, v in own.items()})
                     write_run(out / "runs" / f"{_file_safe(label)}.trec", run, tag=_file_safe(label))
                     jr.log_metrics({f"{label}/{m}": v for m, v in metrics[label].items()})
                     jr.log_metrics({f"{label}/{k}": v for k, v in timing.items()})
@@ -191,6 +197,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
                 "num_queries": len(dataset.queries),
                 "num_docs": len(dataset.corpus),
                 "timings_s": {label: timings[label] for label in labels},
+                "retriever_stats": {label: stats[label] for label in labels if label in stats},
                 "mlflow_run_id": jr.run_id,
                 "tracking_uri": tracking.tracking_uri(),
             }

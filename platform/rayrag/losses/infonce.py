@@ -22,7 +22,7 @@ from ..distributed import gather_with_grad, rank
 
 
 def infonce(q: torch.Tensor, d: torch.Tensor, temperature: float = 0.05, group_size: int | None = None,
-            gather: bool = False) -> torch.Tensor:
+            gather: bool = False, per_query: int = 1) -> torch.Tensor:
     """Contrastive loss of queries against documents.
 
     Args:
@@ -33,16 +33,22 @@ def infonce(q: torch.Tensor, d: torch.Tensor, temperature: float = 0.05, group_s
         temperature: scores are divided by it.
         group_size: g; inferred as ``len(d) // len(q)`` when None.
         gather: use every worker's documents as negatives (see module docstring).
+        per_query: rows of ``q`` per query, consecutive (several embeddings of one query, e.g.
+            LREM's sampled thoughts): row r belongs to query ``r // per_query``. The loss is the
+            mean over all rows, i.e. the mean of the per-sample losses, with one gather.
     Returns:
         scalar mean cross-entropy over the local queries.
     """
-    g = group_size or d.shape[0] // q.shape[0]
-    if d.shape[0] != q.shape[0] * g:
-        raise ValueError(f"expected {q.shape[0]} x {g} documents, got {d.shape[0]}")
+    if per_query < 1 or q.shape[0] % per_query:
+        raise ValueError(f"{q.shape[0]} query rows are not a multiple of per_query={per_query}")
+    n_q = q.shape[0] // per_query
+    g = group_size or d.shape[0] // n_q
+    if d.shape[0] != n_q * g:
+        raise ValueError(f"expected {n_q} x {g} documents, got {d.shape[0]}")
     offset = 0
     if gather:
         offset = rank() * d.shape[0]  # this worker's documents start here in the gathered matrix
         d = gather_with_grad(d)  # [W * Q * g, H]
     scores = q @ d.T / temperature  # [Q, W * Q * g]
-    target = offset + torch.arange(q.shape[0], device=q.device) * g  # [Q]
+    target = offset + torch.arange(q.shape[0], device=q.device) // per_query * g  # [Q * per_query]
     return F.cross_entropy(scores, target)

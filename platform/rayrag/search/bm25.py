@@ -38,15 +38,30 @@ class BM25Retriever(Retriever):
         self._bm25 = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
         self._bm25.index(tokens, show_progress=True)
 
-    def score(self, query: str, doc_ids: list[str]) -> list[float]:
+    def _all_scores(self, query: str):
         import bm25s
 
-        tokens = bm25s.tokenize([query], stopwords=self.stopwords, stemmer=self._stemmer(),
-                                show_progress=False, return_ids=False)[0]
-        scores = self._bm25.get_scores(tokens)  # [N]
-        pos = self._pos or {d: i for i, d in enumerate(self._ids)}
-        self._pos = pos
+        import numpy as np
+
+        out = bm25s.tokenize([query], stopwords=self.stopwords, stemmer=self._stemmer(),
+                             show_progress=False, return_ids=False)
+        tokens = out[0] if out else []  # a query of stop words only has no tokens at all
+        if not tokens:
+            return np.zeros(len(self._ids), dtype=np.float32)
+        return self._bm25.get_scores(tokens)  # [N]
+
+    def _positions(self) -> dict[str, int]:
+        self._pos = self._pos or {d: i for i, d in enumerate(self._ids)}
+        return self._pos
+
+    def score(self, query: str, doc_ids: list[str]) -> list[float]:
+        scores, pos = self._all_scores(query), self._positions()
         return [float(scores[pos[d]]) for d in doc_ids]
+
+    def rank(self, query: str, doc_id: str) -> int:
+        """1-based rank of ``doc_id`` for ``query`` over the whole corpus (ties rank it first)."""
+        scores = self._all_scores(query)
+        return 1 + int((scores > scores[self._positions()[doc_id]]).sum())
 
     def search(self, queries: Mapping[str, str], k: int) -> Run:
         import bm25s

@@ -18,3 +18,19 @@ class RetrieverOptions:
     fusion_weights: list[float] | None = None  # hybrid(): one weight per part; None = equal
     fusion_depth: int = 1000  # candidates each part contributes to a fusion
     faiss: FaissParams = field(default_factory=FaissParams)  # for "<model>+hnsw" etc.
+    # reasoning:<folder> (LREM): on = write a CoT then embed; off = embed the query directly;
+    # auto = reason only for queries whose direct top-1 margin is below reasoning_margin
+    reasoning: str = "on"
+    reasoning_margin: float = 0.02
+    # ablations of the CoT a query embeds after (reasoning on): own | empty | random | query
+    cot: str = "own"
+
+    def validate(self) -> None:
+        from ..errors import ConfigError
+
+        if self.reasoning not in ("on", "off", "auto"):
+            raise ConfigError(f"options.reasoning must be on, off or auto, got {self.reasoning!r}")
+        if self.cot not in ("own", "empty", "random", "query"):
+            raise ConfigError(f"options.cot must be own, empty, random or query, got {self.cot!r}")
+        if self.reasoning_margin < 0:
+            raise ConfigError("options.reasoning_margin must be >= 0")

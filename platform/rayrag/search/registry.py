@@ -6,6 +6,7 @@
   splade:<model>             SPLADE with any masked-LM name, folder or HF id
   <dense>+flat|hnsw|ivfpq    the dense retriever searched through a FAISS index (minilm+hnsw)
   index:<folder>             a saved index (from the index job); its query encoder from its manifest
+  reasoning:<folder>         an LREM reasoning embedder (train-reasoning); options.reasoning on|off|auto
   rrf(a,b,...)               reciprocal rank fusion of the parts
   hybrid(a,b,...)            weighted sum of per-query min-max normalised scores
 """
@@ -25,7 +26,7 @@ ANN_KINDS = ("flat", "hnsw", "ivfpq")
 
 @dataclass(frozen=True)
 class Spec:
-    kind: str  # bm25 | dense | splade | index | rrf | hybrid
+    kind: str  # bm25 | dense | splade | index | reasoning | rrf | hybrid
     arg: str = ""  # model name / folder
     ann: str | None = None
     parts: tuple["Spec", ...] = ()
@@ -37,7 +38,7 @@ class Spec:
 
 def retriever_names() -> list[str]:
     return ["bm25", "minilm", "splade-tiny", "dense:<model>", "splade:<model>", "<dense>+hnsw|ivfpq|flat",
-            "index:<folder>", "rrf(a,b,...)", "hybrid(a,b,...)"]
+            "index:<folder>", "reasoning:<folder>", "rrf(a,b,...)", "hybrid(a,b,...)"]
 
 
 def parse_spec(spec: str) -> Spec:
@@ -58,7 +59,7 @@ def parse_spec(spec: str) -> Spec:
         return Spec("bm25")
     if base in BUILTINS and BUILTINS[base].kind in ("dense", "splade"):
         kind, arg = BUILTINS[base].kind, base
-    elif not (colon and arg and kind in ("dense", "splade", "index")):
+    elif not (colon and arg and kind in ("dense", "splade", "index", "reasoning")):
         raise ConfigError(f"unknown retriever {spec!r}; valid: {', '.join(retriever_names())}")
     if plus and kind != "dense":
         raise ConfigError(f"{spec!r}: '+{ann}' applies to dense retrievers only")
@@ -100,6 +101,11 @@ def _build(s: Spec, name: str, o: RetrieverOptions) -> Retriever:
         from .sparse import SpladeRetriever
 
         return SpladeRetriever(s.arg, batch_size=o.sparse_batch_size, max_length=o.sparse_max_length, name=name)
+    if s.kind == "reasoning":
+        from .reasoning import ReasoningRetriever
+
+        return ReasoningRetriever(s.arg, mode=o.reasoning, margin=o.reasoning_margin, cot=o.cot,
+                                  batch_size=o.batch_size, name=name)
     if s.kind == "index":
         from .indexed import IndexRetriever
 

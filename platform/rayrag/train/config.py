@@ -48,6 +48,9 @@ class DiscoConfig:
     # held-out turns (the same format, other conversations) for in-training evaluation; training
     # drops turns of these conversations. eval.split is not used by train-sparse.
     eval_examples: str | None = None
+    # The frozen document side read from the pool's SPLADE indexes (folders, {domain} per example's
+    # domain) instead of re-encoding candidates each step (train/doc_reps.py); null: re-encode.
+    doc_index: str | None = None
 
     def validate(self) -> None:
         if not self.teachers or len(set(self.teachers)) != len(self.teachers):
@@ -67,6 +70,48 @@ class DiscoConfig:
             raise ConfigError("disco.reg_weight and disco.reg_warmup_steps must be >= 0")
         if self.max_candidates is not None and self.max_candidates < 2:
             raise ConfigError(f"disco.max_candidates must be >= 2 (or null for all), got {self.max_candidates}")
+
+
+@dataclass
+class LremConfig:
+    """LREM (train-reasoning): a causal LM that writes keywords after ``<think>`` and embeds at
+    ``<emb>`` (models/reasoning.py). Objectives: lrem-direct (no reasoning, the baseline),
+    lrem-sft (stage 1: CoT SFT + InfoNCE), lrem-grpo (stage 2: GRPO + InfoNCE)."""
+    max_cot_tokens: int = 16  # the length reward's limit and the longest teacher CoT trained on
+    max_new_tokens: int = 24  # generation budget (past the limit, so the length reward can bite)
+    sft_weight: float = 0.1  # stage 1: sft_weight * L_SFT + infonce_weight * InfoNCE (paper: 0.1, 1.0)
+    infonce_weight: float = 1.0  # stage 1; stage 2 uses rl_infonce_weight
+    thought_dropout: float = 0.0  # stage 1: share of queries trained with an empty CoT
+    # stage 2 (GRPO)
+    num_samples: int = 8  # G CoTs per query
+    sample_temperature: float = 1.0
+    clip_eps: float = 0.2
+    pg_weight: float = 1.0  # 0 switches the policy gradient off (the "InfoNCE only" control arm)
+    rl_infonce_weight: float = 0.1  # L2 = L_GRPO + 0.1 * InfoNCE (paper)
+    # candidates the reward ranks the positive among: the micro-batch's items (positives and
+    # mined negatives of every query in it) plus this many corpus passages drawn per step
+    corpus_candidates: int = 0
+    reward_weights: dict[str, float] = field(default_factory=lambda: {"format": 0.5, "length": 0.2, "acc": 1.0})
+    sample_log_every_epochs: int = 1  # a text artifact of sampled CoTs every n epochs
+
+    def validate(self) -> None:
+        if not 1 <= self.max_cot_tokens <= self.max_new_tokens:
+            raise ConfigError(f"lrem: need 1 <= max_cot_tokens <= max_new_tokens, got {self.max_cot_tokens}, "
+                              f"{self.max_new_tokens}")
+        for name in ("sft_weight", "infonce_weight", "pg_weight", "rl_infonce_weight", "corpus_candidates"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"lrem.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.thought_dropout < 1:
+            raise ConfigError(f"lrem.thought_dropout must be in [0, 1), got {self.thought_dropout}")
+        if self.num_samples < 2:
+            raise ConfigError(f"lrem.num_samples must be >= 2 (GRPO compares samples of one query), "
+                              f"got {self.num_samples}")
+        if self.sample_temperature <= 0 or not 0 < self.clip_eps < 1:
+            raise ConfigError("lrem.sample_temperature must be > 0 and lrem.clip_eps in (0, 1)")
+        if set(self.reward_weights) != {"format", "length", "acc"} or any(w < 0 for w in self.reward_weights.values()):
+            raise ConfigError(f"lrem.reward_weights needs format, length and acc, each >= 0; got {self.reward_weights}")
+        if self.sample_log_every_epochs < 1:
+            raise ConfigError("lrem.sample_log_every_epochs must be >= 1")
 
 
 @dataclass
@@ -128,6 +173,7 @@ class TrainConfig:
     experiment: str = "rayrag"
     eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)
     disco: DiscoConfig = field(default_factory=DiscoConfig)  # train-sparse only
+    lrem: LremConfig = field(default_factory=LremConfig)  # train-reasoning only
 
     @property
     def max_length(self) -> int:

@@ -24,6 +24,7 @@ class Example:
     positives: tuple[str, ...]
     negatives: tuple[str, ...]  # best-ranked first
     teacher: dict[str, float] | None  # doc id -> teacher score, when the miner had a teacher
+    cot: str | None = None  # a reasoning embedder's teacher chain of thought (the cot job's examples)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Group:
     query: str
     docs: tuple[str, ...]  # texts, len == group_size
     teacher: tuple[float, ...] | None
+    cot: str | None = None
 
 
 def load_examples(path: str | Path, corpus_ids: set[str], need_negatives: bool,
@@ -61,9 +63,12 @@ def load_examples(path: str | Path, corpus_ids: set[str], need_negatives: bool,
             teacher = {d["id"]: float(d["teacher_score"]) for d in (*pos, *neg)}
         if need_negatives and not neg:
             continue  # no negative to contrast with: skipped
+        cot = obj.get("cot")
+        if cot is not None and not isinstance(cot, str):
+            raise DataError(f"{where}: 'cot' must be a string (the keywords, comma-separated)")
         qid = obj.get("query_id")
         out.append(Example(None if qid is None else str(qid), query, tuple(d["id"] for d in pos),
-                           tuple(d["id"] for d in neg), teacher))
+                           tuple(d["id"] for d in neg), teacher, cot))
     if not out:
         raise DataError(f"{path}: no usable training examples")
     return out
@@ -102,7 +107,7 @@ def make_group(ex: Example, index: int, epoch: int, seed: int, group_size: int, 
         neg_ids = []
     ids = [pos, *neg_ids]
     teacher = tuple(ex.teacher[i] for i in ids) if ex.teacher else None
-    return Group(ex.query, tuple(text[i] for i in ids), teacher)
+    return Group(ex.query, tuple(text[i] for i in ids), teacher, ex.cot)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The training jobs: ``train-dense`` (bi-encoders), ``train-reranker`` (cross-encoder and LLM
-rerankers) and ``train-sparse`` (SPLADE query encoders: DiSCo). They share ``TrainConfig`` and the runtime; the objective registry says which
+rerankers), ``train-sparse`` (SPLADE query encoders: DiSCo) and ``train-reasoning`` (LREM). They share ``TrainConfig`` and the runtime; the objective registry says which
 model kinds each trains and its default objective (``TRAIN_COMMANDS``)."""
 from __future__ import annotations
 
@@ -42,3 +42,8 @@ SPARSE_JOB = _job("train-sparse", "train a SPLADE query encoder (DiSCo) with Ray
                   examples="DiSCo examples (examples=<JSONL of turns, candidates and teacher scores>)",
                   defaults={"holdout": None, "dataset": "mtrag", "model": "splade-tiny",
                             "output_dir": "out/train/disco"})
+REASONING_JOB = _job("train-reasoning", "train a reasoning embedder (LREM) with Ray Train + DeepSpeed",
+                     "Train a causal LM to write a keyword chain of thought and embed after it (LREM: "
+                     "lrem-sft is stage 1, lrem-grpo the RL stage, lrem-direct the no-reasoning baseline)",
+                     examples="mined examples with a `cot` per query (examples=<file from `rayrag cot`>)",
+                     defaults={"model": "smollm2-135m", "output_dir": "out/train/lrem"})

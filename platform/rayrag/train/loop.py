@@ -26,7 +26,10 @@ TAG = "state"  # DeepSpeed checkpoint tag inside each reported folder
 def _mlflow_logger(conf: dict | None, rank: int):
     """Rank 0 logs to the driver's MLflow run by id (no active-run global state)."""
     if rank != 0 or not conf:
-        return lambda metrics, step: None
+        def log(metrics: dict[str, float], step: int) -> None:
+            return None
+        log.text = lambda text, name: None
+        return log
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
@@ -38,6 +41,7 @@ def _mlflow_logger(conf: dict | None, rank: int):
         now = int(time.time() * 1000)
         client.log_batch(conf["run_id"], metrics=[Metric(metric_key(k), float(v), now, step)
                                                   for k, v in metrics.items()])
+    log.text = lambda text, name: client.log_text(conf["run_id"], text, name)
     return log
 
 
@@ -69,7 +73,7 @@ def train_loop_per_worker(config: dict) -> None:
     log = _mlflow_logger(config.get("mlflow"), rank)
 
     objective = make_objective(cfg)
-    objective.eval_data = data.get("eval")
+    objective.attach(data)
     module = objective.build(resolve_model(cfg.model).path)
     plan = BatchPlan(len(examples), cfg.batch_size, world, cfg.grad_accum)
     total_steps = min(cfg.max_steps or 10 ** 12, plan.steps_per_epoch * cfg.epochs)
@@ -100,17 +104,23 @@ def train_loop_per_worker(config: dict) -> None:
                 (Path(tmp) / "state.json").write_text(json.dumps(state))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
-    def mean_over_workers(x: float) -> float:
+    def mean_over_workers(x):
+        """A float, or a list of floats in one all-reduce, averaged over workers."""
         if world == 1:
             return x
-        t = torch.tensor([x], dtype=torch.float64, device=device)
+        t = torch.tensor(x if isinstance(x, list) else [x], dtype=torch.float64, device=device)
         dist.all_reduce(t)
-        return t.item() / world
+        out = (t / world).tolist()
+        return out if isinstance(x, list) else out[0]
 
     history: list[float] = []  # loss of every optimizer step (mean over workers): the equivalence test reads it
     step_seconds: list[float] = []  # wall time of every optimizer step: bench/train_overhead.py reads it
     step_t0 = time.perf_counter()
     window_loss, window_samples, window_t0 = 0.0, 0, time.perf_counter()
+    # the objective's own diagnostics: per micro-batch, then per optimizer step (mean over workers)
+    step_extra: dict[str, list[float]] = {}
+    window_extra: dict[str, list[float]] = {}
+    extra_history: dict[str, list[float]] = {}
     done = state["step"] >= total_steps
     last_eval: dict[str, float] = {}
 
@@ -142,8 +152,10 @@ def train_loop_per_worker(config: dict) -> None:
             idx = plan.indices(order, state["micro"], rank)
             groups = [objective.group(examples[i], int(i), epoch, text) for i in idx]
             batch = {k: v.to(device) for k, v in objective.collate(groups).items()}
-            objective.step = state["step"]
+            objective.step, objective.epoch, objective.micro = state["step"], epoch, state["micro"]
             loss = objective.loss(engine, batch)
+            for k, v in objective.metrics.items():
+                step_extra.setdefault(k, []).append(v)
             engine.backward(loss)
             engine.step()
             step_loss += loss.item() / cfg.grad_accum
@@ -155,14 +167,21 @@ def train_loop_per_worker(config: dict) -> None:
             state["step"] += 1
             step_loss = mean_over_workers(step_loss)
             history.append(step_loss)
+            keys = sorted(step_extra)  # the same keys on every rank: each objective logs alike
+            for k, v in zip(keys, mean_over_workers([sum(step_extra[k]) / len(step_extra[k]) for k in keys])):
+                extra_history.setdefault(k, []).append(v)
+                window_extra.setdefault(k, []).append(v)
+            step_extra = {}
             step_seconds.append(time.perf_counter() - step_t0)
             bar.set_postfix(step=state["step"], loss=f"{step_loss:.4f}", refresh=False)
             window_loss += step_loss
             if state["step"] % cfg.log_every == 0:
                 elapsed = time.perf_counter() - window_t0
                 log({"train/loss": window_loss / cfg.log_every, "train/lr": scheduler.get_last_lr()[0],
-                     "train/samples_per_s": window_samples / max(elapsed, 1e-9), "train/epoch": epoch}, state["step"])
+                     "train/samples_per_s": window_samples / max(elapsed, 1e-9), "train/epoch": epoch,
+                     **{k: sum(v) / len(v) for k, v in window_extra.items()}}, state["step"])
                 window_loss, window_samples, window_t0 = 0.0, 0, time.perf_counter()
+                window_extra = {}
             step_loss = 0.0
             done = state["step"] >= total_steps
             if done:
@@ -171,6 +190,8 @@ def train_loop_per_worker(config: dict) -> None:
                 report({"train/loss": history[-1]}, checkpoint=True)
             step_t0 = time.perf_counter()
         bar.close()
+        for name, text in objective.epoch_artifacts().items():
+            log.text(text, name)
         # End of epoch (or of max_steps): evaluate, then checkpoint with the position moved on.
         metrics = {"train/loss": history[-1] if history else float("nan")}
         if objective.evaluates and ((epoch + 1) % cfg.eval.every_epochs == 0 or done):
@@ -189,7 +210,7 @@ def train_loop_per_worker(config: dict) -> None:
             objective.export(engine.module, out)
         if world > 1:
             dist.barrier()
-    final = {"losses": history, "step_seconds": step_seconds, "total_steps": total_steps, "model_dir": str(out), "pid": os.getpid()}
+    final = {"losses": history, "metrics": extra_history, "step_seconds": step_seconds, "total_steps": total_steps, "model_dir": str(out), "pid": os.getpid()}
     if rank == 0:
         atomic_write_json(out.parent / "loss_history.json", final)
     report({"train/loss": history[-1] if history else float("nan"), "finished": True,

@@ -77,6 +77,15 @@ def _claim_output(out: Path, storage: Path, cfg: TrainConfig) -> None:
     atomic_write_json(path, to_dict(cfg), sort_keys=False)
 
 
+def _for_workers(cfg: TrainConfig) -> dict:
+    """The config as workers get it: a model given as a relative folder (a stage-1 output, say)
+    made absolute, since workers run in Ray's session folder, not the driver's."""
+    shipped = to_dict(cfg)
+    if Path(cfg.model).is_dir():
+        shipped["model"] = str(Path(cfg.model).resolve())
+    return shipped
+
+
 def run_train(cfg: TrainConfig) -> dict:
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -103,7 +112,7 @@ def run_train(cfg: TrainConfig) -> dict:
             resources = {"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})}
             trainer = TorchTrainer(
                 train_loop_per_worker,
-                train_loop_config={"train": to_dict(cfg), "data": ray.put(data), "model_dir": str(out / "model"),
+                train_loop_config={"train": _for_workers(cfg), "data": ray.put(data), "model_dir": str(out / "model"),
                                    "mlflow": {"uri": tracking.tracking_uri(), "run_id": jr.run_id}},
                 scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                              resources_per_worker=resources),

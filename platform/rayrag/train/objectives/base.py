@@ -33,6 +33,17 @@ class Objective(ABC):
         # Optimizer steps done before the current micro-batch; the loop sets it, so a schedule
         # inside a loss (DiSCo's regulariser warm-up) continues where a resumed run stopped.
         self.step = 0
+        self.epoch = 0  # and the micro-batch's place in its epoch (seeds sampling objectives)
+        self.micro = 0
+        self.metrics: dict[str, float] = {}  # the last micro-batch's diagnostics; the loop logs their mean
+
+    def epoch_artifacts(self) -> dict[str, str]:
+        """Text artifacts for the epoch just ended (file name -> text); rank 0 logs them to MLflow."""
+        return {}
+
+    def attach(self, data: dict) -> None:
+        """Worker side: take what ``prepare_data`` shipped beyond examples and texts."""
+        self.eval_data = data.get("eval")
 
     @classmethod
     def prepare_data(cls, cfg: TrainConfig) -> dict:

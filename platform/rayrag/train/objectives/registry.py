@@ -28,9 +28,11 @@ TRAIN_COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
     "train-dense": (("dense",), "infonce"),
     "train-reranker": (("cross", "llm"), "lce"),
     "train-sparse": (("sparse",), "disco"),
+    "train-reasoning": (("reasoning",), "lrem-sft"),
 }
 BUILTIN_MODULES = ("rayrag.train.objectives.dense", "rayrag.train.objectives.cross",
-                   "rayrag.train.objectives.llm", "rayrag.train.objectives.sparse")
+                   "rayrag.train.objectives.llm", "rayrag.train.objectives.sparse",
+                   "rayrag.train.objectives.reasoning")
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class ObjectiveSpec:
     own loss module).
     """
     name: str
-    kind: str  # model kind it trains: dense | cross | llm | sparse (TRAIN_COMMANDS)
+    kind: str  # model kind it trains: dense | cross | llm | sparse | reasoning (TRAIN_COMMANDS)
     loss: Callable
     objective: type  # Objective subclass: build, collate, loss, save, evaluate
     needs_teacher_scores: bool = False  # examples must carry teacher scores (mine with teacher=..., or DiSCo's)

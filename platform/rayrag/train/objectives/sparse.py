@@ -59,7 +59,7 @@ def fingerprint(module: torch.nn.Module) -> str:
 class Turn:
     """One turn's share of a micro-batch: the query, every candidate text, labels and teacher scores."""
     query: str
-    docs: tuple[str, ...]
+    docs: tuple[str, ...]  # texts, or ids when the document vectors come from an index (disco.doc_index)
     positives: tuple[bool, ...]
     teacher: tuple[tuple[float, ...], ...]  # [K][C]
 
@@ -77,6 +77,8 @@ def reg_weight(cfg: TrainConfig, step: int) -> float:
 
 
 class SparseQueryObjective(Objective):
+    frozen_reps = None  # DocReps from disco.doc_index (set by ``attach``), or None: encode candidate texts
+
     @classmethod
     def prepare_data(cls, cfg: TrainConfig) -> dict:
         """DiSCo examples carry their candidates' texts: no BEIR corpus, no BEIR holdout. Turns of
@@ -111,16 +113,30 @@ class SparseQueryObjective(Objective):
             print(f"[train] dropped {held_out} turns of evaluation conversations from {cfg.examples}; "
                   f"{len(examples)} left", flush=True)
         check_plan(BatchPlan(len(examples), cfg.batch_size, cfg.num_workers, cfg.grad_accum))
+        if d.doc_index:  # vectors instead of texts: the workers never run the document encoder
+            from ..doc_reps import load_doc_reps
+
+            wanted: dict[str, set[str]] = {}
+            for e in examples + (evaluation["turns"] if evaluation else []):
+                wanted.setdefault(e.domain, set()).update(e.doc_ids)
+            if evaluation:
+                evaluation["text"] = {}
+            return {"examples": examples, "text": {}, "eval": evaluation, "held_out_examples": held_out,
+                    "doc_reps": load_doc_reps(d.doc_index, cfg.model, wanted)}
         return {"examples": examples, "text": {i: text[i] for e in examples for i in e.doc_ids}, "eval": evaluation,
                 "held_out_examples": held_out}
+
+    def attach(self, data: dict) -> None:
+        super().attach(data)
+        self.frozen_reps = data.get("doc_reps")  # train/doc_reps.DocReps, or None: encode the texts
 
     @property
     def evaluates(self) -> bool:
         return bool(self.cfg.disco.eval_examples)
 
     def group(self, example: DiscoExample, index: int, epoch: int, text: dict[str, str]) -> Turn:
-        return Turn(example.query, tuple(text[i] for i in example.doc_ids), example.positives,
-                    example.teacher)
+        docs = tuple(example.doc_ids) if self.frozen_reps is not None else tuple(text[i] for i in example.doc_ids)
+        return Turn(example.query, docs, example.positives, example.teacher)
 
     def build(self, model_path: str) -> torch.nn.Module:
         from transformers import AutoModelForMaskedLM, AutoTokenizer
@@ -138,7 +154,12 @@ class SparseQueryObjective(Objective):
     def collate(self, groups: Sequence[Turn]) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         q = self._tok([g.query for g in groups], cfg.query_max_length)
-        d = self._tok([t for g in groups for t in g.docs], cfg.doc_max_length)  # [sum C, T]
+        docs = [t for g in groups for t in g.docs]
+        if self.frozen_reps is not None:
+            d = {"d_reps": self.frozen_reps.dense(docs)}  # [sum C, V]
+        else:
+            d = self._tok(docs, cfg.doc_max_length)  # [sum C, T]
+            d = {"d_input_ids": d["input_ids"], "d_attention_mask": d["attention_mask"]}
         width = max(len(g.docs) for g in groups)
         index = torch.zeros(len(groups), width, dtype=torch.long)  # [Q, C] row of each candidate in d
         mask = torch.zeros(len(groups), width, dtype=torch.bool)
@@ -152,16 +173,19 @@ class SparseQueryObjective(Objective):
             positives[r, :c] = torch.tensor(g.positives)
             teacher[:, r, :c] = torch.tensor(g.teacher)
             start += c
-        return {"q_input_ids": q["input_ids"], "q_attention_mask": q["attention_mask"],
-                "d_input_ids": d["input_ids"], "d_attention_mask": d["attention_mask"],
+        return {"q_input_ids": q["input_ids"], "q_attention_mask": q["attention_mask"], **d,
                 "doc_index": index, "mask": mask, "positives": positives, "teacher": teacher}
 
     doc_chunk = 32  # documents per frozen forward: the MLM logits are [tokens, vocab] floats
 
     @torch.no_grad()
-    def doc_reps(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """[N, V] term weights of the frozen document encoder (moved to the batch's device once),
-        in chunks: a batch of 8 turns x 32 candidates x 200 tokens would otherwise need 6 GB of logits."""
+    def doc_reps(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[N, V] term weights of the frozen document side: read from the index (``d_reps``), or
+        computed by the frozen encoder (moved to the batch's device once) in chunks, since a batch of
+        8 turns x 32 candidates x 200 tokens would otherwise need 6 GB of logits."""
+        if "d_reps" in batch:
+            return batch["d_reps"]
+        input_ids, attention_mask = batch["d_input_ids"], batch["d_attention_mask"]
         if next(self.doc_encoder.parameters()).device != input_ids.device:
             self.doc_encoder.to(input_ids.device)
         return torch.cat([splade_reps(self.doc_encoder, input_ids[s:s + self.doc_chunk],
@@ -170,7 +194,7 @@ class SparseQueryObjective(Objective):
 
     def loss(self, engine, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         q = engine(batch["q_input_ids"], batch["q_attention_mask"])  # [Q, V]
-        d = self.doc_reps(batch["d_input_ids"], batch["d_attention_mask"])  # [N, V], no graph
+        d = self.doc_reps(batch)  # [N, V], no graph
         scores = (q.float() @ d.T).gather(1, batch["doc_index"])  # [Q, N] -> [Q, C]
         return self.spec.loss(scores, q, batch, self.cfg, self.step)
 
@@ -182,7 +206,8 @@ class SparseQueryObjective(Objective):
         self.tokenizer.save_pretrained(folder)
         meta = {"kind": "splade", "role": "query", "objective": self.cfg.objective,
                 "max_length": self.cfg.query_max_length, "doc_encoder": str(self.cfg.model),
-                "doc_encoder_sha256": self.doc_fingerprint, "doc_max_length": self.cfg.doc_max_length}
+                "doc_encoder_sha256": self.doc_fingerprint, "doc_max_length": self.cfg.doc_max_length,
+                "doc_index": self.cfg.disco.doc_index}
         (folder / META).write_text(json.dumps(meta, indent=2) + "\n")
 
     @torch.no_grad()
@@ -204,7 +229,7 @@ class SparseQueryObjective(Objective):
                 chunk = turns[s:s + 16]
                 batch = {k: v.to(device) for k, v in self.collate([self.group(t, 0, 0, text) for t in chunk]).items()}
                 q = module(batch["q_input_ids"], batch["q_attention_mask"]).float()  # [B, V]
-                d = self.doc_reps(batch["d_input_ids"], batch["d_attention_mask"])
+                d = self.doc_reps(batch)
                 scores = (q @ d.T).gather(1, batch["doc_index"]).cpu().numpy()  # [B, C]
                 terms.extend((q > 0).sum(1).tolist())
                 for r, t in enumerate(chunk):

@@ -1,0 +1,240 @@
+"""LREM end to end on a tiny Llama: the cot job, stage 1 and GRPO on a real local Ray, export, sampling.
+
+The model is built from a config with SmolLM2's real tokenizer; the data are real SciFact
+training queries and passages.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rayrag.config import load_config
+from rayrag.errors import DataError
+from rayrag.train.config import TrainConfig
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+
+@pytest.fixture(scope="module")
+def mined(data_dir, tmp_path_factory) -> Path:
+    """16 real SciFact training queries with their positives and 4 BM25-free negatives each."""
+    from rayrag.data import load_beir
+
+    ds = load_beir(data_dir / "scifact", "train")
+    doc_ids = sorted(ds.corpus)
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("mined") / "train.jsonl"
+    with path.open("w") as f:
+        for qid in sorted(ds.queries)[:16]:
+            pos = [d for d, r in ds.qrels[qid].items() if r > 0]
+            negs = [doc_ids[i] for i in rng.choice(len(doc_ids), 4, replace=False) if doc_ids[i] not in pos]
+            f.write(json.dumps({"query_id": qid, "query": ds.queries[qid], "positives": [{"id": d} for d in pos],
+                                "negatives": [{"id": d} for d in negs]}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def cot_examples(ray_local, mined, data_dir, tmp_path_factory) -> tuple[Path, dict]:
+    from rayrag.datagen.cot import CotConfig, run_cot
+
+    out = tmp_path_factory.mktemp("cot") / "oracle.jsonl"
+    cfg = load_config(CotConfig, None, [f"examples={mined}", f"data_dir={data_dir}", f"output={out}", "filter=none"])
+    return out, run_cot(cfg)
+
+
+def test_cot_job_writes_oracle_keywords_within_the_token_limit(cot_examples, mined, data_dir):
+    from transformers import AutoTokenizer
+
+    from rayrag.assets import resolve_model
+    from rayrag.data.beir import load_corpus
+
+    out, result = cot_examples
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert result["queries"] == 16 and result["kept"] == len(rows) >= 14  # filter=none: all with a keyword
+    tok = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m").path)
+    corpus = load_corpus(data_dir / "scifact" / "corpus.jsonl")
+    for r in rows:
+        assert 1 <= len(tok(r["cot"], add_special_tokens=False)["input_ids"]) <= 16
+        gold = corpus[r["positives"][0]["id"]].full_text.lower()
+        for kw in r["cot"].split(", "):
+            assert kw in gold and kw not in r["query"].lower().split()  # from the passage, not the query
+    assert json.loads(Path(str(out) + ".stats.json").read_text())["kept"] == len(rows)
+    # the oracle's keywords come from the gold passage: they raise its BM25 rank wherever it is
+    # not already first
+    assert result["gold_rank_raised"] >= 4 and result["gold_rank_after_median"] <= result["gold_rank_before_median"]
+
+
+def test_cot_job_rank_filter_keeps_only_helpful_keywords(ray_local, mined, data_dir, tmp_path):
+    from rayrag.data.beir import load_corpus
+    from rayrag.datagen.cot import CotConfig, run_cot
+    from rayrag.search.bm25 import BM25Retriever
+
+    cfg = load_config(CotConfig, None, [f"examples={mined}", f"data_dir={data_dir}", f"output={tmp_path / 'c.jsonl'}"])
+    result = run_cot(cfg)
+    rows = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert result["kept"] == len(rows) == result["gold_rank_raised"] and 0 < len(rows) < 16
+    bm25 = BM25Retriever()
+    bm25.index(load_corpus(data_dir / "scifact" / "corpus.jsonl"))
+    for r in rows[:3]:
+        gold = r["positives"][0]["id"]
+        assert bm25.rank(r["query"] + " " + r["cot"].replace(",", " "), gold) < bm25.rank(r["query"], gold)
+
+
+def test_cot_job_rejects_bad_input(tmp_path, mined, data_dir):
+    from rayrag.cli import main
+    from rayrag.datagen.cot import CotConfig, run_cot
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"query": "q", "positives": [{"id": "no-such-doc"}]}) + "\n")
+    with pytest.raises(DataError, match="bad.jsonl:1: needs a non-empty 'query' and 'positives'"):
+        run_cot(load_config(CotConfig, None, [f"examples={bad}", f"data_dir={data_dir}", f"output={tmp_path / 'o'}"]))
+    assert not (tmp_path / "o").exists()
+    assert main(["cot", f"examples={mined}", "teacher=llm"]) == 2  # no model, no endpoint
+    assert main(["cot", f"examples={mined}", "model=smollm2-135m"]) == 2  # a model for the oracle
+
+
+def _cfg(tmp_path, model, examples, data_dir, *overrides) -> TrainConfig:
+    return load_config(TrainConfig, None, [
+        f"model={model}", f"examples={examples}", f"output_dir={tmp_path / 'out'}", f"data_dir={data_dir}",
+        "eval.split=null", "query_max_length=16", "doc_max_length=24", "cpus_per_worker=1", "log_every=1",
+        "batch_size=4", "group_size=2", *overrides])
+
+
+def test_stage1_then_grpo_on_ray_train(ray_local, tmp_path, tiny_llama, cot_examples, data_dir, monkeypatch):
+    from mlflow import MlflowClient
+
+    from rayrag.models.reasoning import load_reasoning
+    from rayrag.train import run_train
+
+    examples = cot_examples[0]
+    sft = run_train(_cfg(tmp_path / "sft", tiny_llama, examples, data_dir, "objective=lrem-sft", "max_steps=2",
+                         "lr=1e-3", "eval.split=test", "eval.max_queries=8"))
+    assert 0 <= sft["eval/ndcg@10"] <= 1 and 0 <= sft["eval/format_valid"] <= 1
+    rm = load_reasoning(sft["model_dir"])  # the exported folder is a reasoning embedder
+    assert rm.limits.max_cot_tokens == 16
+    # stage 2 starts from stage 1's folder given relative to the driver's cwd, as the shipped config does
+    monkeypatch.chdir(Path(sft["model_dir"]).parents[1])
+    grpo = run_train(_cfg(tmp_path / "rl", "out/model", examples, data_dir, "objective=lrem-grpo", "max_steps=2",
+                          "lr=1e-4", "lrem.num_samples=4", "lrem.corpus_candidates=8"))
+    history = json.loads((Path(grpo["model_dir"]).parent / "loss_history.json").read_text())
+    m = history["metrics"]
+    for key in ("rl/reward", "rl/reward_format", "rl/reward_length", "rl/reward_acc", "rl/format_valid",
+                "rl/cot_tokens", "rl/zero_variance_groups", "rl/item_cosine", "rl/pg_loss", "rl/infonce"):
+        assert len(m[key]) == 2, key
+    assert all(0 <= v <= 1.7 for v in m["rl/reward"]) and all(0 <= v <= 1 for v in m["rl/format_valid"])
+    client = MlflowClient(grpo["tracking_uri"])
+    assert client.get_run(grpo["mlflow_run_id"]).data.metrics["rl/reward"] == pytest.approx(m["rl/reward"][-1])
+    arts = [a.path for a in client.list_artifacts(grpo["mlflow_run_id"], "samples")]
+    assert arts == ["samples/epoch0.txt"]
+
+
+def _objective(tmp_path, model, examples, data_dir, *overrides):
+    from rayrag.train.objectives import make_objective
+
+    obj = make_objective(_cfg(tmp_path, model, examples, data_dir, *overrides))
+    return obj, obj.build(str(model)).eval()
+
+
+def test_export_round_trip_gives_the_training_embeddings(tmp_path, tiny_llama, mined, data_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rayrag.models.reasoning import EMB, THINK, ReasoningModel, load_reasoning
+
+    obj, module = _objective(tmp_path, tiny_llama, mined, data_dir, "objective=lrem-sft")
+    folder = obj.export(module, tmp_path / "model")
+    assert THINK in AutoTokenizer.from_pretrained(folder).get_vocab()
+    assert AutoModelForCausalLM.from_pretrained(folder).get_input_embeddings().weight.shape[0] == len(obj.tokenizer)
+    trained, loaded = ReasoningModel(module, obj.tokenizer, obj.rm.limits), load_reasoning(folder, device="cpu")
+    queries, items = ["aspirin and stroke", "a longer claim about protein folding in yeast cells"], ["x y", "cells"]
+    cots = [[obj.tokenizer.convert_tokens_to_ids("Ġcell")], []]
+    for build in (lambda r: r.items(items), lambda r: r.direct_queries(queries),
+                  lambda r: r.query_with_cot(r.query_prompts(queries), cots)):
+        np.testing.assert_allclose(trained.embed(build(trained)), loaded.embed(build(loaded)), atol=1e-5)
+    # one sequence alone or padded in a batch: the same embedding (positions count real tokens)
+    seqs = loaded.items(items)
+    np.testing.assert_allclose(loaded.embed(seqs[1:]), loaded.embed(seqs)[1:], atol=1e-5)
+    assert all(s[-1] == loaded.tokenizer.convert_tokens_to_ids(EMB) for s in seqs)
+
+
+def test_seeded_sampling_repeats_after_a_reload(tmp_path, tiny_llama, mined, data_dir):
+    from rayrag.models.reasoning import load_reasoning
+
+    obj, module = _objective(tmp_path, tiny_llama, mined, data_dir, "objective=lrem-grpo")
+    prompts = obj.rm.query_prompts(["aspirin and stroke", "protein folding"])
+    first = obj.rm.generate(prompts, sample=True, num_samples=3, seed=7)
+    torch.manual_seed(123)  # the global RNG does not matter, only the seed
+    again = obj.rm.generate(prompts, sample=True, num_samples=3, seed=7)
+    reloaded = load_reasoning(obj.export(module, tmp_path / "m"), device="cpu").generate(
+        prompts, sample=True, num_samples=3, seed=7)
+    ids = lambda cots: [c.ids for per in cots for c in per]  # noqa: E731
+    assert ids(first) == ids(again) == ids(reloaded)
+    assert ids(obj.rm.generate(prompts, sample=True, num_samples=3, seed=8)) != ids(first)
+    assert all(len(c.ids) <= obj.rm.limits.max_new_tokens for per in first for c in per)
+
+
+def test_bad_reasoning_input_gets_a_clear_error(tmp_path, tiny_llama, mined, data_dir):
+    from rayrag.models.reasoning import ReasoningModel, load_reasoning
+    from rayrag.train.run import prepare_data
+
+    with pytest.raises(DataError, match="have no 'cot'.*write them with the cot job"):
+        prepare_data(_cfg(tmp_path, tiny_llama, mined, data_dir, "objective=lrem-sft"))
+    long = tmp_path / "long.jsonl"
+    rows = [json.loads(x) for x in mined.read_text().splitlines()]
+    long.write_text("".join(json.dumps({**r, "cot": ", ".join(["protein folding kinetics"] * 8)}) + "\n" for r in rows))
+    with pytest.raises(DataError, match="longer than lrem.max_cot_tokens=16"):
+        prepare_data(_cfg(tmp_path, tiny_llama, long, data_dir, "objective=lrem-sft"))
+    with pytest.raises(ValueError, match="no .*<think>.* token"):
+        load_reasoning(tiny_llama, device="cpu")  # a plain LM's tokenizer has no reasoning tokens
+    obj, module = _objective(tmp_path, tiny_llama, mined, data_dir, "objective=lrem-sft")
+    with pytest.raises(ValueError, match="must end with <emb>"):
+        ReasoningModel(module, obj.tokenizer).embed([obj.rm.query_prompts(["q"])[0]])
+    from rayrag.cli import main
+
+    assert main(["train-reasoning", f"examples={mined}", "objective=lrem-grpo", "lrem.num_samples=1"]) == 2
+    assert main(["train-dense", f"examples={mined}", "objective=lrem-sft"]) == 2  # the wrong job
+
+
+def test_reasoning_retriever_modes_and_ablations(tmp_path, tiny_llama, mined, data_dir):
+    from rayrag.data.beir import Document
+    from rayrag.search.registry import build_retriever
+    from rayrag.search.options import RetrieverOptions
+
+    obj, module = _objective(tmp_path, tiny_llama, mined, data_dir, "objective=lrem-sft")
+    folder = str(obj.export(module, tmp_path / "model"))
+    corpus = {f"d{i}": Document("", f"passage {i} about cells and proteins number {i}") for i in range(12)}
+    queries = {"q1": "do cells fold proteins", "q2": "aspirin"}
+    runs = {}
+    for mode, cot in (("off", "own"), ("on", "own"), ("on", "empty"), ("on", "random"), ("on", "query")):
+        r = build_retriever(f"reasoning:{folder}", RetrieverOptions(reasoning=mode, cot=cot))
+        r.index(corpus)
+        runs[mode, cot] = r.search(queries, 5)
+        assert all(len(v) == 5 for v in runs[mode, cot].values())
+    assert runs["on", "empty"] != runs["on", "random"]  # the thought changes the embedding
+    # auto: margin 0 reasons for no query (same as off), a huge margin for every one (same as on)
+    for margin, same_as, share in ((0.0, ("off", "own"), 0.0), (10.0, ("on", "own"), 1.0)):
+        r = build_retriever(f"reasoning:{folder}", RetrieverOptions(reasoning="auto", reasoning_margin=margin))
+        r.index(corpus)
+        assert r.search(queries, 5) == runs[same_as] and r.stats["routed_share"] == share
+    from rayrag.errors import ConfigError
+    from rayrag.config import load_config
+
+    with pytest.raises(ConfigError, match="options.reasoning must be on, off or auto"):
+        load_config(RetrieverOptions, None, ["reasoning=maybe"])
+
+
+def test_evaluate_job_reports_the_reasoning_retrievers_own_stats(ray_local, tmp_path, tiny_llama, mined, data_dir):
+    from rayrag.eval.job import EvaluateConfig, run_evaluate
+
+    obj, module = _objective(tmp_path, tiny_llama, mined, data_dir, "objective=lrem-sft")
+    folder = obj.export(module, tmp_path / "model")
+    cfg = load_config(EvaluateConfig, None, [f"data_dir={data_dir}", "split=dev", f"output_dir={tmp_path / 'eval'}",
+                                             f"retrievers=[lrem=reasoning:{folder}]", "options.reasoning=auto",
+                                             "options.reasoning_margin=0.01"])
+    result = run_evaluate(cfg)
+    stats = result["retriever_stats"]["lrem"]
+    assert 0 <= stats["routed_share"] <= 1 and 0 <= result["metrics"]["lrem"]["ndcg@10"] <= 1
+    assert json.loads((tmp_path / "eval" / "result.json").read_text())["retriever_stats"] == result["retriever_stats"]
