@@ -139,6 +139,35 @@ def _objective(tmp_path, model, examples, data_dir, *overrides):
     return obj, obj.build(str(model)).eval()
 
 
+@pytest.mark.parametrize("tied", [True, False])
+def test_new_tokens_start_where_the_model_can_write_the_closing_one(tiny_llama, tied):
+    """</think> is a copy of the line break (so its first logits are those of a token the LM
+    already writes after a list); <think> and <emb> are the mean row; old rows are untouched."""
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from rayrag.models.reasoning import EMB, END_THINK, THINK, add_reasoning_tokens
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    model = LlamaForCausalLM.from_pretrained(tiny_llama, tie_word_embeddings=tied)
+    before = model.get_input_embeddings().weight.detach().clone()
+    old = before.shape[0]
+    add_reasoning_tokens(tok, model)
+    line = tok.encode("\n", add_special_tokens=False)
+    assert len(line) == 1
+    tables = [model.get_input_embeddings().weight, model.get_output_embeddings().weight]
+    assert (tables[0] is tables[1]) == tied
+    for w in tables:
+        assert w.shape[0] == len(tok) == old + 3
+        assert torch.equal(w[tok.convert_tokens_to_ids(END_THINK)], w[line[0]])
+        for t in (THINK, EMB):
+            torch.testing.assert_close(w[tok.convert_tokens_to_ids(t)], w[:old].mean(0))
+    torch.testing.assert_close(tables[0][:old], before)
+    x = torch.tensor([tok.encode("cells, tumor", add_special_tokens=False)])
+    with torch.no_grad():
+        logits = model(x).logits[0, -1]
+    torch.testing.assert_close(logits[tok.convert_tokens_to_ids(END_THINK)], logits[line[0]])
+
+
 def test_export_round_trip_gives_the_training_embeddings(tmp_path, tiny_llama, mined, data_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
