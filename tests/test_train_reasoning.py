@@ -267,3 +267,52 @@ def test_evaluate_job_reports_the_reasoning_retrievers_own_stats(ray_local, tmp_
     stats = result["retriever_stats"]["lrem"]
     assert 0 <= stats["routed_share"] <= 1 and 0 <= result["metrics"]["lrem"]["ndcg@10"] <= 1
     assert json.loads((tmp_path / "eval" / "result.json").read_text())["retriever_stats"] == result["retriever_stats"]
+
+
+def test_encode_index_jobs_then_index_search_reason_as_in_memory(ray_local, tmp_path, tiny_llama, tiny_bert, mined,
+                                                                  data_dir):
+    """A reasoning model's corpus goes through the real encode and index jobs as a dense index
+    (documents embedded without reasoning); ``index:`` search with reasoning on/off/auto ranks as
+    the in-memory reasoning retriever does; and a plain embedder's index refuses off/auto."""
+    from rayrag.data.beir import load_corpus
+    from rayrag.encode.pipeline import EncodeConfig, run_encode
+    from rayrag.errors import ConfigError
+    from rayrag.index.build import IndexConfig, run_index
+    from rayrag.search.options import RetrieverOptions
+    from rayrag.search.registry import build_retriever
+    from tests.serve_fixtures import make_corpus
+
+    obj, module = _objective(tmp_path, tiny_llama, mined, data_dir, "objective=lrem-sft")
+    folder = str(obj.export(module, tmp_path / "model"))
+    corpus = make_corpus(data_dir, tmp_path, n=40)
+    enc = load_config(EncodeConfig, None, [f"model={folder}", f"corpus={corpus}",
+                                                  f"output_dir={tmp_path / 'enc'}", "docs_per_shard=20", "num_actors=1"])
+    m = run_encode(enc)
+    assert (m["kind"], m["dim"], m["count"], m.get("reasoning")) == ("dense", 32, 40, True)
+    run_index(load_config(IndexConfig, None, [f"embeddings={tmp_path / 'enc'}", f"output_dir={tmp_path / 'idx'}",
+                                              "faiss.kind=flat"]))
+    docs = load_corpus(corpus)
+    queries = {"q1": "do cells fold proteins", "q2": "aspirin and heart attacks", "q3": "vitamin D"}
+    for mode, margin in (("on", 0.02), ("off", 0.02), ("auto", 0.0), ("auto", 10.0)):
+        opts = RetrieverOptions(reasoning=mode, reasoning_margin=margin)
+        mem = build_retriever(f"reasoning:{folder}", opts)
+        mem.index(docs)
+        idx = build_retriever(f"index:{tmp_path / 'idx'}", opts)
+        idx.index(docs)
+        a, b = mem.search(queries, 5), idx.search(queries, 5)
+        for q in queries:
+            assert [d for d, _ in a[q]] == [d for d, _ in b[q]], (mode, margin, q)
+            assert np.allclose([s for _, s in a[q]], [s for _, s in b[q]], atol=1e-4)
+        assert idx.stats["routed_share"] == mem.stats["routed_share"]
+    assert idx.stats["routed_share"] == 1.0 and mem.stats["format_valid"] >= 0
+    with pytest.raises(ConfigError, match="reasoning embedder"):
+        run_encode(load_config(EncodeConfig, None, [f"model={folder}", f"corpus={corpus}", "kind=sparse",
+                                                             f"output_dir={tmp_path / 'enc2'}"]))
+    default = build_retriever(f"index:{tmp_path / 'idx'}", RetrieverOptions())
+    default.index(docs)  # default options on a reasoning index: reasoning on
+    assert default.encoder.mode == "on"
+    from rayrag.models.reasoning_encoder import load_dense_encoder
+
+    assert type(load_dense_encoder(str(tiny_bert))).__name__ == "DenseEncoder"
+    with pytest.raises(ValueError, match="not a reasoning embedder"):
+        load_dense_encoder(str(tiny_bert), reasoning="auto")

@@ -26,9 +26,10 @@ class ShardEncoder:
         self.kind = kind
         self.batch_size = batch_size
         if kind == "dense":
-            from ..models.dense import DenseEncoder
+            from ..models.reasoning_encoder import load_dense_encoder
 
-            self.encoder = DenseEncoder(model, max_length=max_length)
+            # an LREM reasoning embedder embeds documents directly (<text><emb>): a dense index
+            self.encoder = load_dense_encoder(model, max_length=max_length, side="doc")
         else:
             from ..models.sparse import SpladeEncoder
 

@@ -61,14 +61,20 @@ def _model_info(cfg: EncodeConfig) -> dict:
 
     from ..assets import resolve_model
 
+    from ..models.reasoning import is_reasoning_model
+
     resolved = resolve_model(cfg.model)
-    kind = cfg.kind or {"dense": "dense", "splade": "sparse"}.get(resolved.kind or "", None)
+    reasoning = is_reasoning_model(resolved.path)
+    if reasoning and cfg.kind == "sparse":
+        raise ConfigError(f"model {cfg.model!r} is a reasoning embedder (LREM): its documents are dense vectors, "
+                          f"not kind=sparse")
+    kind = cfg.kind or ("dense" if reasoning else {"dense": "dense", "splade": "sparse"}.get(resolved.kind or "", None))
     if kind is None:
         raise ConfigError(f"model {cfg.model!r}: say kind=dense or kind=sparse")
     hf = AutoConfig.from_pretrained(resolved.path)
     dim = int(hf.hidden_size if kind == "dense" else hf.vocab_size)
     return {"model": cfg.model, "model_path": resolved.path, "model_version": model_fingerprint(resolved.path),
-            "kind": kind, "dim": dim}
+            "kind": kind, "dim": dim, **({"reasoning": True} if reasoning else {})}
 
 
 def _corpus_path(cfg: EncodeConfig) -> Path:

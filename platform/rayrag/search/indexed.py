@@ -13,12 +13,14 @@ class IndexRetriever(Retriever):
     """Searches a prebuilt index; ``index()`` only checks the corpus matches the index's ids."""
 
     def __init__(self, folder: str, name: str | None = None, batch_size: int = 64,
-                 max_length: int | None = None, faiss: FaissParams | None = None):
+                 max_length: int | None = None, faiss: FaissParams | None = None, reasoning: str | None = None,
+                 reasoning_margin: float = 0.02):
         self.name = name or f"index:{folder}"
         self.loaded = None
         self.folder = folder
         self.batch_size, self.max_length = batch_size, max_length
         self.faiss_params = faiss
+        self.reasoning, self.reasoning_margin = reasoning, reasoning_margin  # None: on, for a reasoning model
 
     def index(self, corpus: Mapping[str, Document] | None = None) -> None:
         from ..errors import DataError
@@ -36,9 +38,11 @@ class IndexRetriever(Retriever):
         model = manifest["model"]
         model_ref = model if model in BUILTINS else manifest.get("model_path", model)
         if manifest.get("kind") == "dense":
-            from ..models.dense import DenseEncoder
+            from ..models.reasoning_encoder import load_dense_encoder
 
-            self.encoder = DenseEncoder(model_ref, max_length=self.max_length)
+            # an LREM index's queries reason-then-embed (options.reasoning); the rest embed directly
+            self.encoder = load_dense_encoder(model_ref, self.max_length, reasoning=self.reasoning,
+                                              margin=self.reasoning_margin)
             dim = self.encoder.dim
         else:
             from ..models.sparse import SpladeEncoder
@@ -61,10 +65,20 @@ class IndexRetriever(Retriever):
         texts = [queries[q] for q in qids]
         ids = self.loaded.ids
         if self.loaded.kind == "dense":
-            q = self.encoder.encode_queries(texts, batch_size=self.batch_size, desc=f"{self.name}: encode queries")
+            route = {"top2": self._top2} if getattr(self.encoder, "routes", False) else {}
+            q = self.encoder.encode_queries(texts, batch_size=self.batch_size, desc=f"{self.name}: encode queries",
+                                            **route)
             scores, rows = search_faiss(self.loaded.index, q, k)
         else:
             q = self.encoder.encode(texts, batch_size=self.batch_size, desc=f"{self.name}: encode queries")
             rows, scores = self.loaded.index.search(q, k)
         return {qid: [(ids[j], float(s)) for j, s in zip(rows[i], scores[i]) if j >= 0 and (
             self.loaded.kind == "dense" or s > 0)] for i, qid in enumerate(qids)}
+
+    @property
+    def stats(self) -> dict[str, float]:
+        """A reasoning embedder's own figures (routed share, format-valid rate); else none."""
+        return dict(getattr(getattr(self, "encoder", None), "stats", None) or {})
+
+    def _top2(self, q):
+        return search_faiss(self.loaded.index, q, 2)[0]

@@ -109,7 +109,11 @@ def _build(s: Spec, name: str, o: RetrieverOptions) -> Retriever:
     if s.kind == "index":
         from .indexed import IndexRetriever
 
-        return IndexRetriever(s.arg, name=name, batch_size=o.batch_size, max_length=o.max_length, faiss=o.faiss)
+        # options.reasoning's default (on) means nothing to an index of a plain embedder; off or
+        # auto on such an index is refused by the encoder loader rather than ignored
+        return IndexRetriever(s.arg, name=name, batch_size=o.batch_size, max_length=o.max_length, faiss=o.faiss,
+                              reasoning=None if o.reasoning == "on" else o.reasoning,
+                              reasoning_margin=o.reasoning_margin)
     from .fusion import FusionRetriever
 
     parts = [_build(p, _name(p), o) for p in s.parts]

@@ -119,6 +119,11 @@ class ServeConfig:
     reranker_max_length: int | None = None  # None: the reranker's own (256 if unknown)
     rerank_batch_pairs: int = 64  # (query, document) pairs per reranker forward pass
     max_query_tokens: int | None = None  # encoder truncation; None: the model's own
+    # An LREM reasoning embedder's index (train-reasoning): on = write a keyword CoT, then embed
+    # (the paper); off = embed the query directly; auto = reason only when the direct embedding's
+    # top-1 margin in the index is below reasoning_margin. None: on. Refused for other models.
+    reasoning: str | None = None
+    reasoning_margin: float = 0.02
     # /search with `messages`: keep assistant turns in the query text. Must match how the
     # conversational query encoder (the DiSCo student) was trained; MTRAG's questions have none.
     messages_with_assistant: bool = False
@@ -151,5 +156,9 @@ class ServeConfig:
             raise ConfigError(f"default_k must be in [1, limits.max_k={self.limits.max_k}], got {self.default_k}")
         if not 1 <= self.default_rerank_k <= self.limits.max_rerank_k:
             raise ConfigError(f"default_rerank_k must be in [1, limits.max_rerank_k], got {self.default_rerank_k}")
+        if self.reasoning not in (None, "on", "off", "auto"):
+            raise ConfigError(f"reasoning must be on, off or auto, got {self.reasoning!r}")
+        if self.reasoning_margin < 0:
+            raise ConfigError(f"reasoning_margin must be >= 0, got {self.reasoning_margin}")
         if self.rerank_batch_pairs < 1 or self.load_retry_s <= 0:
             raise ConfigError("rerank_batch_pairs >= 1 and load_retry_s > 0 are required")

@@ -96,6 +96,8 @@ class Retriever:
         if out["ready"]:
             e = self.loader.value
             out.update(model=e.model_name, kind=e.kind, dim=e.dim, count=len(e.ids))
+            if hasattr(e.encoder, "mode"):  # an LREM index: its mode and what the replica's router did
+                out["reasoning"] = {"mode": e.encoder.mode, **e.stats}
         return out
 
     async def search(self, query: str, k: int) -> list[dict]:

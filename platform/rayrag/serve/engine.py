@@ -33,11 +33,20 @@ class SearchEngine:
                                     else manifest.get("model_path", manifest["model"]))
         self.kind = manifest.get("kind")
         if self.kind == "dense":
-            from ..models.dense import DenseEncoder
+            from ..models.reasoning_encoder import load_dense_encoder
 
-            self.encoder = DenseEncoder(model_ref(model), max_length=cfg.max_query_tokens)
+            # an LREM index reasons before it embeds (cfg.reasoning); generation is batched
+            # across the requests the deployment batches, like any query encoding
+            try:
+                self.encoder = load_dense_encoder(model_ref(model), cfg.max_query_tokens, reasoning=cfg.reasoning,
+                                                  margin=cfg.reasoning_margin)
+            except ValueError as e:
+                raise DataError(str(e)) from None
             dim = self.encoder.dim
         else:
+            if cfg.reasoning is not None:
+                raise DataError(f"reasoning={cfg.reasoning!r} was set, but {cfg.index} is a sparse index: "
+                                f"only an LREM reasoning embedder's (dense) index can reason")
             from ..models.sparse import SpladeEncoder
 
             self.encoder = SpladeEncoder(model_ref(model), max_length=cfg.max_query_tokens or 256)
@@ -58,7 +67,7 @@ class SearchEngine:
         if self.kind == "dense":
             from ..index.faiss_index import search_faiss
 
-            q = self.encoder.encode_queries(texts, batch_size=max(1, len(texts)), progress=False)
+            q = self._encode_queries(texts)
             scores, rows = search_faiss(self.loaded.index, q, k)
             keep = lambda j, s: j >= 0  # noqa: E731
         else:
@@ -80,8 +89,20 @@ class SearchEngine:
         """Query embeddings exactly as search uses them, and each input's token count."""
         if self.kind != "dense":
             raise DataError(f"{self.model_name} is a sparse (SPLADE) encoder; it has no dense embeddings")
-        vectors = self.encoder.encode_queries(list(texts), batch_size=max(1, len(texts)), progress=False)
-        return vectors, self.count_tokens(texts)
+        return self._encode_queries(list(texts)), self.count_tokens(texts)
+
+    def _encode_queries(self, texts: list[str]) -> np.ndarray:
+        from ..index.faiss_index import search_faiss
+
+        route = {}
+        if getattr(self.encoder, "routes", False):  # reasoning auto: the direct top-2 margin in this index
+            route["top2"] = lambda q: search_faiss(self.loaded.index, q, 2)[0]
+        return self.encoder.encode_queries(texts, batch_size=max(1, len(texts)), progress=False, **route)
+
+    @property
+    def stats(self) -> dict[str, float]:
+        """A reasoning embedder's counts since the replica started (routed share, format-valid rate)."""
+        return dict(getattr(self.encoder, "stats", None) or {})
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         enc = self.encoder.tokenizer(list(texts), truncation=True, max_length=self.encoder.max_length)
