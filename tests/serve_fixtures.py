@@ -14,16 +14,17 @@ def make_corpus(data_dir: Path, out: Path, n: int = 120) -> Path:
 
 
 def make_index(model: Path, corpus: Path, folder: Path) -> Path:
-    """A Flat index over ``corpus`` encoded with ``model``, saved as the index job saves one."""
+    """A Flat index over ``corpus`` encoded with ``model``, saved as the index job saves one
+    (a reasoning embedder's documents are embedded directly, as the encode job does)."""
     from rayrag.data.beir import load_corpus
     from rayrag.io import sha256_file
     from rayrag.index.faiss_index import FaissParams, build_faiss
     from rayrag.index.store import save_index
-    from rayrag.models.dense import DenseEncoder
+    from rayrag.models.reasoning_encoder import load_dense_encoder
 
     docs = load_corpus(corpus)
     ids = list(docs)
-    enc = DenseEncoder(str(model))
+    enc = load_dense_encoder(str(model), side="doc")
     vectors = enc.encode_docs([docs[i].full_text for i in ids], progress=False)
     save_index(folder, "dense", build_faiss(vectors, FaissParams(kind="flat")), ids,
                {"model": str(model), "model_path": str(model), "model_version": "test", "dim": enc.dim,
@@ -78,4 +79,18 @@ def make_sparse_index(model: Path, corpus: Path, folder: Path, max_length: int =
     save_index(folder, "sparse", InvertedIndex(matrix), ids,
                {"model": str(model), "model_path": str(model), "model_version": "test", "dim": enc.vocab_size,
                 "corpus": str(corpus), "corpus_sha256": sha256_file(corpus)})
+    return folder
+
+
+def make_reasoning_model(base: Path, folder: Path) -> Path:
+    """An LREM export of ``base`` (a tiny causal LM) with the three tokens added and a short
+    generation budget: an untrained stand-in, for plumbing tests only."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rayrag.models.reasoning import ReasoningLimits, add_reasoning_tokens, save_reasoning
+
+    tok = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    add_reasoning_tokens(tok, model)
+    save_reasoning(model, tok, folder, ReasoningLimits(max_cot_tokens=6, max_new_tokens=8, max_doc_tokens=64))
     return folder

@@ -3,8 +3,10 @@
 One Ray instance for the module with three applications: ``open`` (no key, with a reranker and an
 autoscaling retriever) at ``/``, ``secure`` (bearer key from an environment variable) at
 ``/secure`` and ``student`` (a SPLADE index searched with a conversational query encoder, for
-``messages``) at ``/student``. Models are a 1-layer BERT (``tiny_bert``) over 120 SciFact abstracts, so results are
-compared exactly against the library computing the same thing in this process.
+``messages``) at ``/student`` and ``reason`` (an LREM reasoning embedder's index, reasoning auto) at
+``/reason``. Models are a 1-layer BERT (``tiny_bert``) and a 2-layer Llama (``tiny_llama``) over 120
+SciFact abstracts, so results are compared exactly against the library computing the same thing
+in this process.
 """
 import base64
 import shutil
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import free_port
-from tests.serve_fixtures import make_corpus, make_index, make_reranker, make_sparse_index
+from tests.serve_fixtures import make_corpus, make_index, make_reasoning_model, make_reranker, make_sparse_index
 
 KEY = "s3cret-test-key"
 KEY_ENV = "RAYRAG_TEST_SERVE_KEY"
@@ -35,12 +37,21 @@ def _cfg(index, **kw):
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory, data_dir, tiny_bert):
+def artifacts(tmp_path_factory, data_dir, tiny_bert, tiny_llama):
     root = tmp_path_factory.mktemp("serve")
     corpus = make_corpus(data_dir, root)
+    lrem = make_reasoning_model(tiny_llama, root / "lrem")
     return {"model": tiny_bert, "corpus": corpus, "index": make_index(tiny_bert, corpus, root / "index"),
             "reranker": make_reranker(tiny_bert, root / "reranker", corpus), "root": root,
-            "sparse_index": make_sparse_index(tiny_bert, corpus, root / "sparse-index")}
+            "sparse_index": make_sparse_index(tiny_bert, corpus, root / "sparse-index"),
+            "lrem_index": make_index(lrem, corpus, root / "lrem-index")}
+
+
+REASON = {"reasoning": "auto", "reasoning_margin": 0.05}
+
+
+def _reason_cfg(artifacts):
+    return _cfg(artifacts["lrem_index"], **REASON)
 
 
 def _student_cfg(artifacts):
@@ -89,7 +100,9 @@ def server(artifacts):
         serve.run(build(_cfg(artifacts["index"], auth={"api_key_env": KEY_ENV})), name="secure",
                   route_prefix="/secure")
         serve.run(build(_student_cfg(artifacts)), name="student", route_prefix="/student")
+        serve.run(build(_reason_cfg(artifacts)), name="reason", route_prefix="/reason")
         wait_ready(url, 300)
+        wait_ready(f"{url}/reason", 300)
         wait_ready(f"{url}/secure", 300)
         wait_ready(f"{url}/student", 300)
         yield {"url": url, "client": httpx.Client(base_url=url, timeout=60)}
@@ -108,6 +121,7 @@ def library(artifacts):
 
     return {"engine": SearchEngine(ServeConfig(index=str(artifacts["index"]))),
             "student": SearchEngine(_student_cfg(artifacts)),
+            "reason": SearchEngine(_reason_cfg(artifacts)),
             "reranker": load_reranker(str(artifacts["reranker"]), max_length=128)}  # tiny_bert's positions
 
 
@@ -255,6 +269,46 @@ def test_messages_search_with_the_student_equals_the_library(server, library):
     one = _post(server, "/student/search", {"messages": [HISTORY[-1]], "k": 3}).json()
     assert one["query"] == "|user|: " + HISTORY[-1]["content"]
     assert [h["id"] for h in one["results"]] == [d for d, _ in engine.search([one["query"]], 3)[0]]
+
+
+def test_reasoning_index_searches_and_embeds_as_the_library(server, library):
+    """An LREM index served with reasoning auto: each query is routed (reason-then-embed or
+    direct) and ranked as the library does; concurrent requests share batched generation; the
+    replica reports its routed share."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = library["reason"]
+    queries = ["vitamin D and bone density", "aspirin", "do cells fold proteins", "stem cells in the brain"]
+    for q in queries:
+        r = _post(server, "/reason/search", {"query": q, "k": 5})
+        assert r.status_code == 200, r.text
+        expected = engine.search([q], 5)[0]
+        assert [h["id"] for h in r.json()["results"]] == [d for d, _ in expected]
+        assert np.allclose([h["score"] for h in r.json()["results"]], [s for _, s in expected], atol=1e-4)
+    emb = _post(server, "/reason/v1/embeddings", {"input": queries[:2], "model": engine.model_name}).json()
+    assert np.allclose([d["embedding"] for d in emb["data"]], engine.embed(queries[:2])[0], atol=1e-4)
+    with ThreadPoolExecutor(8) as pool:
+        bodies = list(pool.map(lambda q: _post(server, "/reason/search", {"query": q, "k": 3}), queries * 3))
+    assert all(b.status_code == 200 and len(b.json()["results"]) == 3 for b in bodies)
+    engine.search(queries * 3, 3)  # the library has now routed the same queries as the replica
+    ready = server["client"].get("/reason/readyz").json()["retriever"]
+    assert ready["reasoning"]["mode"] == "auto"
+    assert 0 < engine.stats["routed_share"] < 1  # both paths ran: these queries reason, those embed directly
+    assert ready["reasoning"]["routed_share"] == pytest.approx(engine.stats["routed_share"])
+
+
+def test_reasoning_is_refused_where_the_index_cannot_reason(artifacts):
+    from rayrag.errors import ConfigError, DataError
+    from rayrag.serve.engine import SearchEngine
+
+    with pytest.raises(DataError, match="not a reasoning embedder"):
+        SearchEngine(_cfg(artifacts["index"], reasoning="on"))
+    with pytest.raises(DataError, match="sparse index"):
+        SearchEngine(_cfg(artifacts["sparse_index"], reasoning="off"))
+    with pytest.raises(ConfigError, match="reasoning must be on, off or auto"):
+        _cfg(artifacts["lrem_index"], reasoning="sometimes")
+    with pytest.raises(ConfigError, match="reasoning_margin"):
+        _cfg(artifacts["lrem_index"], reasoning_margin=-1)
 
 
 def test_messages_work_on_a_dense_index_too(server, library):
