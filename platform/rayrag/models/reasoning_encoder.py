@@ -135,11 +135,11 @@ def _random_thought(text: str, vocab: int, special: set[int], n: int) -> list[in
 
 
 def load_dense_encoder(model: str, max_length: int | None = None, side: str = "query", reasoning: str | None = None,
-                       margin: float = 0.02):
+                       margin: float = 0.02, cot: str = "own"):
     """The dense-side encoder for a model reference: a ``ReasoningEncoder`` when the folder is an
     LREM export (``rayrag_reasoning.json``), else a ``DenseEncoder``. ``max_length`` truncates the
-    ``side`` this encoder is for (query or doc). ``reasoning`` (on/off/auto) is refused for a model
-    that cannot reason, rather than silently ignored."""
+    ``side`` this encoder is for (query or doc). ``reasoning`` (on/off/auto) and a ``cot`` ablation
+    are refused for a model that cannot reason, rather than silently ignored."""
     from ..assets import resolve_model
     from .reasoning import is_reasoning_model
 
@@ -147,9 +147,10 @@ def load_dense_encoder(model: str, max_length: int | None = None, side: str = "q
         raise ValueError(f"side must be query or doc, got {side!r}")
     if is_reasoning_model(resolve_model(model).path):
         trunc = {"max_query_tokens": max_length} if side == "query" else {"max_length": max_length}
-        return ReasoningEncoder(model, mode=reasoning or "on", margin=margin, **trunc)
-    if reasoning is not None:
-        raise ValueError(f"reasoning={reasoning!r} was set, but {model} is not a reasoning embedder "
+        return ReasoningEncoder(model, mode=reasoning or "on", margin=margin, cot=cot, **trunc)
+    if reasoning is not None or cot != "own":
+        what = f"reasoning={reasoning!r}" if reasoning is not None else f"cot={cot!r}"
+        raise ValueError(f"{what} was set, but {model} is not a reasoning embedder "
                          f"(no rayrag_reasoning.json): it embeds queries directly")
     from .dense import DenseEncoder
 

@@ -14,13 +14,14 @@ class IndexRetriever(Retriever):
 
     def __init__(self, folder: str, name: str | None = None, batch_size: int = 64,
                  max_length: int | None = None, faiss: FaissParams | None = None, reasoning: str | None = None,
-                 reasoning_margin: float = 0.02):
+                 reasoning_margin: float = 0.02, cot: str = "own"):
         self.name = name or f"index:{folder}"
         self.loaded = None
         self.folder = folder
         self.batch_size, self.max_length = batch_size, max_length
         self.faiss_params = faiss
         self.reasoning, self.reasoning_margin = reasoning, reasoning_margin  # None: on, for a reasoning model
+        self.cot = cot  # a reasoning model's CoT ablation (own | empty | random | query)
 
     def index(self, corpus: Mapping[str, Document] | None = None) -> None:
         from ..errors import DataError
@@ -42,7 +43,7 @@ class IndexRetriever(Retriever):
 
             # an LREM index's queries reason-then-embed (options.reasoning); the rest embed directly
             self.encoder = load_dense_encoder(model_ref, self.max_length, reasoning=self.reasoning,
-                                              margin=self.reasoning_margin)
+                                              margin=self.reasoning_margin, cot=self.cot)
             dim = self.encoder.dim
         else:
             from ..models.sparse import SpladeEncoder

@@ -113,7 +113,7 @@ def _build(s: Spec, name: str, o: RetrieverOptions) -> Retriever:
         # auto on such an index is refused by the encoder loader rather than ignored
         return IndexRetriever(s.arg, name=name, batch_size=o.batch_size, max_length=o.max_length, faiss=o.faiss,
                               reasoning=None if o.reasoning == "on" else o.reasoning,
-                              reasoning_margin=o.reasoning_margin)
+                              reasoning_margin=o.reasoning_margin, cot=o.cot)
     from .fusion import FusionRetriever
 
     parts = [_build(p, _name(p), o) for p in s.parts]
