@@ -75,6 +75,29 @@ def ray_local():
     ray.shutdown()
 
 
+def write_training_examples(data_dir: Path, path: Path, n_queries: int, n_negatives: int) -> Path:
+    """The first ``n_queries`` real SciFact training queries (sorted ids), their positives and
+    ``n_negatives`` seeded random documents each (any that are positives dropped), as mined JSONL."""
+    import json
+
+    import numpy as np
+
+    from rayrag.data import load_beir
+
+    ds = load_beir(data_dir / "scifact", "train")
+    doc_ids = sorted(ds.corpus)
+    rng = np.random.default_rng(0)
+    with path.open("w") as f:
+        for qid in sorted(ds.queries)[:n_queries]:
+            pos = [d for d, r in ds.qrels[qid].items() if r > 0]
+            negs = [doc_ids[i] for i in rng.choice(len(doc_ids), n_negatives, replace=False) if doc_ids[i] not in pos]
+            f.write(json.dumps({"query_id": qid, "query": ds.queries[qid],
+                                "positives": [{"id": d, "score": 1.0} for d in pos],
+                                "negatives": [{"id": d, "score": 0.5, "rank": i + 1} for i, d in enumerate(negs)]})
+                    + "\n")
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import write_training_examples
+
 from rayrag.config import load_config
 from rayrag.train.config import TrainConfig
 
@@ -42,21 +44,7 @@ def tiny_encoder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def examples(data_dir, tmp_path_factory) -> Path:
     """24 real SciFact training queries, their positives and 6 non-relevant documents each."""
-    from rayrag.data import load_beir
-
-    ds = load_beir(data_dir / "scifact", "train")
-    doc_ids = sorted(ds.corpus)
-    rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("examples") / "train.jsonl"
-    with path.open("w") as f:
-        for qid in sorted(ds.queries)[:24]:
-            pos = [d for d, r in ds.qrels[qid].items() if r > 0]
-            negs = [doc_ids[i] for i in rng.choice(len(doc_ids), 6, replace=False) if doc_ids[i] not in pos]
-            f.write(json.dumps({"query_id": qid, "query": ds.queries[qid],
-                                "positives": [{"id": d, "score": 1.0} for d in pos],
-                                "negatives": [{"id": d, "score": 0.5, "rank": i + 1} for i, d in enumerate(negs)]})
-                    + "\n")
-    return path
+    return write_training_examples(data_dir, tmp_path_factory.mktemp("examples") / "train.jsonl", 24, 6)
 
 
 def _cfg(tmp_path, model, examples, data_dir, *overrides) -> TrainConfig:

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import write_training_examples
+
 from rayrag.config import load_config
 from rayrag.errors import DataError
 from rayrag.train.config import TrainConfig
@@ -22,19 +24,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 @pytest.fixture(scope="module")
 def mined(data_dir, tmp_path_factory) -> Path:
     """16 real SciFact training queries with their positives and 4 BM25-free negatives each."""
-    from rayrag.data import load_beir
-
-    ds = load_beir(data_dir / "scifact", "train")
-    doc_ids = sorted(ds.corpus)
-    rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("mined") / "train.jsonl"
-    with path.open("w") as f:
-        for qid in sorted(ds.queries)[:16]:
-            pos = [d for d, r in ds.qrels[qid].items() if r > 0]
-            negs = [doc_ids[i] for i in rng.choice(len(doc_ids), 4, replace=False) if doc_ids[i] not in pos]
-            f.write(json.dumps({"query_id": qid, "query": ds.queries[qid], "positives": [{"id": d} for d in pos],
-                                "negatives": [{"id": d} for d in negs]}) + "\n")
-    return path
+    return write_training_examples(data_dir, tmp_path_factory.mktemp("mined") / "train.jsonl", 16, 4)
 
 
 @pytest.fixture(scope="module")

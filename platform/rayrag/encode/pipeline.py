@@ -60,7 +60,6 @@ def _model_info(cfg: EncodeConfig) -> dict:
     from transformers import AutoConfig
 
     from ..assets import resolve_model
-
     from ..models.reasoning import is_reasoning_model
 
     resolved = resolve_model(cfg.model)

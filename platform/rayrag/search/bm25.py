@@ -40,7 +40,6 @@ class BM25Retriever(Retriever):
 
     def _all_scores(self, query: str):
         import bm25s
-
         import numpy as np
 
         out = bm25s.tokenize([query], stopwords=self.stopwords, stemmer=self._stemmer(),

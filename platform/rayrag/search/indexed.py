@@ -9,6 +9,14 @@ from ..index.store import load_index
 from .base import Retriever, Run
 
 
+def encode_for_index(encoder, texts: list[str], faiss_index, **kw):
+    """Query embeddings for searching ``faiss_index``: an encoder that routes (an LREM model in
+    reasoning mode auto) is given the index's top-2 lookup; any other dense encoder encodes as usual."""
+    if getattr(encoder, "routes", False):
+        kw["top2"] = lambda q: search_faiss(faiss_index, q, 2)[0]
+    return encoder.encode_queries(texts, **kw)
+
+
 class IndexRetriever(Retriever):
     """Searches a prebuilt index; ``index()`` only checks the corpus matches the index's ids."""
 
@@ -66,9 +74,8 @@ class IndexRetriever(Retriever):
         texts = [queries[q] for q in qids]
         ids = self.loaded.ids
         if self.loaded.kind == "dense":
-            route = {"top2": self._top2} if getattr(self.encoder, "routes", False) else {}
-            q = self.encoder.encode_queries(texts, batch_size=self.batch_size, desc=f"{self.name}: encode queries",
-                                            **route)
+            q = encode_for_index(self.encoder, texts, self.loaded.index, batch_size=self.batch_size,
+                                 desc=f"{self.name}: encode queries")
             scores, rows = search_faiss(self.loaded.index, q, k)
         else:
             q = self.encoder.encode(texts, batch_size=self.batch_size, desc=f"{self.name}: encode queries")
@@ -80,6 +87,3 @@ class IndexRetriever(Retriever):
     def stats(self) -> dict[str, float]:
         """A reasoning embedder's own figures (routed share, format-valid rate); else none."""
         return dict(getattr(getattr(self, "encoder", None), "stats", None) or {})
-
-    def _top2(self, q):
-        return search_faiss(self.loaded.index, q, 2)[0]

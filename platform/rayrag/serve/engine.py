@@ -92,12 +92,9 @@ class SearchEngine:
         return self._encode_queries(list(texts)), self.count_tokens(texts)
 
     def _encode_queries(self, texts: list[str]) -> np.ndarray:
-        from ..index.faiss_index import search_faiss
+        from ..search.indexed import encode_for_index
 
-        route = {}
-        if getattr(self.encoder, "routes", False):  # reasoning auto: the direct top-2 margin in this index
-            route["top2"] = lambda q: search_faiss(self.loaded.index, q, 2)[0]
-        return self.encoder.encode_queries(texts, batch_size=max(1, len(texts)), progress=False, **route)
+        return encode_for_index(self.encoder, texts, self.loaded.index, batch_size=max(1, len(texts)), progress=False)
 
     @property
     def stats(self) -> dict[str, float]:
