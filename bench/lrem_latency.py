@@ -40,12 +40,10 @@ def main() -> None:
     rm = load_reasoning(args.model, device="cpu")
 
     def direct(batch):
-        return rm.embed(rm.direct_queries(batch))
+        return rm.embed_queries(batch, reasoning=False)
 
-    def reason(batch):
-        prompts = rm.query_prompts(batch)
-        cots = [c[0] for c in rm.generate(prompts)]
-        return rm.embed(rm.query_with_cot(prompts, [c.ids for c in cots])), cots
+    def reason(batch):  # the served path: greedy CoT, then the embedding after it
+        return rm.embed_queries(batch, reasoning=True)
 
     direct(texts[:2]), reason(texts[:2])  # warm-up
     t_direct, t_reason, lengths = [], [], []

@@ -22,9 +22,8 @@ class ReasoningRetriever(Retriever):
         """``model``: a folder, HF id or built-in name, or a ``ReasoningModel`` already in memory
         (training's end-of-epoch evaluation searches with the model being trained)."""
         self.encoder = ReasoningEncoder(model, mode=mode, margin=margin, cot=cot)
-        self.rm = self.encoder.rm
         self.name = name or f"reasoning:{model}"
-        self.mode, self.batch_size = mode, batch_size
+        self.batch_size = batch_size
         self._ids: list[str] = []
         self._pos: dict[str, int] = {}
         self._emb: np.ndarray | None = None
