@@ -174,6 +174,15 @@ def test_killed_encode_resumes_with_exactly_one_vector_per_document(tmp_path, da
     for name, mtime in done_before.items():  # finished shards were kept, not redone
         assert (out / "shards" / name).stat().st_mtime_ns == mtime
     assert not list((out / "shards").glob(".*")), "no temp files left"
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")], "no temp file or folder anywhere"
+    # the resumed output holds the same vectors as an uninterrupted encoding: the library encoder
+    # (which test_dense_encode_equals_plain_encoding shows the job matches), fed the same batches
+    # (shards of 40 = two batches of 20, in shard order)
+    from rayrag.models.dense import DenseEncoder
+
+    texts = {d: t for s in plan_shards(corpus, 40).shards for d, t in read_shard(s)}
+    ref = DenseEncoder("minilm", max_length=96).encode_docs([texts[i] for i in ids], batch_size=20, progress=False)
+    assert np.abs(vecs - ref).max() <= 1e-5, np.abs(vecs - ref).max()
 
 
 def test_splade_through_the_inverted_index_equals_exact_splade(tmp_path, small_corpus, data_dir, ray_local):
