@@ -1,15 +1,19 @@
 """The Serve application on a real local Ray, over real HTTP on 127.0.0.1.
 
-One Ray instance for the module with three applications: ``open`` (no key, with a reranker and an
-autoscaling retriever) at ``/``, ``secure`` (bearer key from an environment variable) at
-``/secure`` and ``student`` (a SPLADE index searched with a conversational query encoder, for
-``messages``) at ``/student`` and ``reason`` (an LREM reasoning embedder's index, reasoning auto) at
-``/reason``. Models are a 1-layer BERT (``tiny_bert``) and a 2-layer Llama (``tiny_llama``) over 120
+One Ray instance for the module with four applications: ``open`` (no key, with a reranker, an
+autoscaling retriever and an admission limit of 40 requests) at ``/``, ``secure`` (bearer key from
+an environment variable) at ``/secure``, ``student`` (a SPLADE index searched with a conversational
+query encoder, for ``messages``) at ``/student`` and ``reason`` (an LREM reasoning embedder's index,
+reasoning auto) at ``/reason``. Models are a 1-layer BERT (``tiny_bert``) and a 2-layer Llama (``tiny_llama``) over 120
 SciFact abstracts, so results are compared exactly against the library computing the same thing
-in this process.
+in this process. The open and secure apps are also fuzzed from their own OpenAPI documents.
 """
+import asyncio
 import base64
+import json
 import shutil
+import socket
+from collections import Counter
 
 import httpx
 import numpy as np
@@ -25,6 +29,9 @@ LIMITS = {"max_query_chars": 200, "max_k": 20, "max_rerank_k": 10, "max_embeddin
           "max_conversation_chars": 1000}
 STUDENT_TOKENS = 40  # small enough that the longer test histories lose their oldest turns
 SMALL = {"num_cpus": 0.2}
+# the open app's: a slow body is given long enough that the overload test's 3x-limit burst all
+# arrives while the slow clients still hold every slot, even on a loaded 2-core machine
+ADMISSION = {"max_concurrent_requests": 40, "body_timeout_s": 15.0}
 
 
 def _cfg(index, **kw):
@@ -94,7 +101,7 @@ def server(artifacts):
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         url = f"http://127.0.0.1:{port}"
         open_cfg = _cfg(artifacts["index"], reranker=str(artifacts["reranker"]), reranker_name="tiny-reranker",
-                        model_name="tiny-embed",
+                        model_name="tiny-embed", admission=ADMISSION,
                         retriever={**SMALL, "autoscaling": {"min_replicas": 1, "max_replicas": 2}})
         serve.run(build(open_cfg), name="open", route_prefix="/")
         serve.run(build(_cfg(artifacts["index"], auth={"api_key_env": KEY_ENV})), name="secure",
@@ -137,6 +144,17 @@ def test_health_readiness_and_openapi(server):
     schema = c.get("/openapi.json").json()
     assert {"/search", "/v1/embeddings", "/v1/rerank", "/healthz", "/readyz"} <= set(schema["paths"])
     assert c.get("/docs").status_code == 200
+    # the schema is this deployment's: its limits, its model, no key, and the errors it really answers
+    request = schema["components"]["schemas"]["SearchRequest"]["properties"]
+    assert {"type": "string", "maxLength": LIMITS["max_query_chars"]}.items() <= request["query"]["anyOf"][0].items()
+    assert schema["components"]["schemas"]["EmbeddingsRequest"]["properties"]["model"]["enum"] == ["tiny-embed"]
+    search = schema["paths"]["/search"]["post"]
+    assert set(search["responses"]) == {"200", "400", "408", "413", "503"} and "security" not in search
+    assert search["responses"]["503"]["headers"]["Retry-After"]["required"]
+    secure = httpx.get(f"{server['url']}/secure/openapi.json", timeout=60).json()
+    assert secure["servers"] == [{"url": "/secure"}]
+    assert {"401", "503"} <= set(secure["paths"]["/v1/models"]["get"]["responses"])
+    assert secure["paths"]["/readyz"]["get"]["security"] == [{}, {"HTTPBearer": []}]  # the key is optional there
 
 
 def test_search_matches_library_and_carries_text(server, library, artifacts):
@@ -357,6 +375,11 @@ BAD = [
     ("/search", ["query"], 400, None),
     ("/search", b'{"query": "unterminated', 400, None),
     ("/search", b"", 400, None),
+    # lone UTF-16 surrogates are not text: they were 500s that failed their whole batch
+    ("/search", b'{"query": "cells \\ud800"}', 400, "query"),
+    ("/search", b'{"messages": [{"role": "user", "content": "\\udfff"}]}', 400, "messages[0].content"),
+    ("/v1/embeddings", b'{"model": "tiny-embed", "input": ["ok", "\\ud83d"]}', 400, "input[1]"),
+    ("/v1/rerank", b'{"query": "q", "documents": [{"text": "\\udc00 x"}]}', 400, "documents[0]"),
     ("/v1/embeddings", {"model": "tiny-embed", "input": ["a"] * 5}, 400, "input"),
     ("/v1/embeddings", {"model": "tiny-embed", "input": []}, 400, "input"),
     ("/v1/embeddings", {"model": "tiny-embed", "input": ["fine", " "]}, 400, "input[1]"),
@@ -397,6 +420,125 @@ def test_unknown_routes_and_methods_use_the_error_shape(server):
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     r = c.get("/search")
     assert r.status_code == 405 and "error" in r.json()
+
+
+def test_integral_numbers_are_integers(server):
+    """JSON has one number type and JSON Schema calls 2.0 an integer; the fuzz found 2.0 refused."""
+    r = _post(server, "/search", {"query": "cells", "k": 2.0})
+    assert r.status_code == 200 and len(r.json()["results"]) == 2, r.text
+    r = _post(server, "/v1/rerank", {"query": "cells", "documents": ["a cell", "a rock", "a cat"], "top_n": 2.0})
+    assert r.status_code == 200 and len(r.json()["results"]) == 2, r.text
+
+
+# app -> (route prefix, key, examples per operation and mode): the POST operations alone take
+# (100 + 50 + 20) x 3 operations x 2 modes = 1,020 requests; the GETs add some 150 more
+FUZZ = {"open": ("", None, 100), "secure-with-key": ("/secure", KEY, 50), "secure-anonymous": ("/secure", None, 20)}
+
+
+@pytest.mark.parametrize("app", FUZZ)
+def test_fuzzed_requests_get_documented_answers_and_no_5xx(server, app):
+    """schemathesis generates requests from the app's own /openapi.json (tests/serve_fuzz.py);
+    every answer must be documented there, in status, headers and body, and none a 5xx."""
+    from tests.serve_fuzz import fuzz
+
+    prefix, key, examples = FUZZ[app]
+    url = server["url"] + prefix
+    seen, failures = fuzz(url, examples, {"Authorization": f"Bearer {key}"} if key else None)
+    by_status = Counter()
+    for (_, _, status), n in seen.items():
+        by_status[status] += n
+    print(f"\nfuzz {app}: {sum(seen.values())} requests, statuses {dict(sorted(by_status.items()))}")
+    assert not failures, "\n\n".join(failures)
+    assert not [s for s in by_status if s >= 500]
+    per_op = Counter()
+    for (op, mode, _), n in seen.items():
+        per_op[op, mode] += n
+    assert {op for op, _ in per_op} == {"GET /healthz", "GET /readyz", "GET /v1/models", "POST /search",
+                                        "POST /v1/embeddings", "POST /v1/rerank"}
+    assert all(n == examples for (op, _), n in per_op.items() if op.startswith("POST")), per_op
+    assert len(per_op) == 9  # a negative run for each operation with a body
+    assert httpx.get(f"{url}/healthz", timeout=60).status_code == 200  # alive after it
+    r = httpx.post(f"{url}/search", json={"query": "cells"}, headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+    assert r.status_code == 200 and r.json()["results"]
+
+
+def _slow_client(url: str) -> socket.socket:
+    """A client that sends its headers and part of its body, then nothing more."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=60)
+    sock.sendall(f"POST /search HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: 100\r\n\r\n{{\"query\": ".encode())
+    return sock
+
+
+def _answer(sock: socket.socket) -> tuple[int, dict]:
+    """Status and JSON body of the one answer on ``sock`` (the server closes it after a 408)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+async def _burst(url: str, n: int) -> list[tuple[httpx.Response, float]]:
+    """``n`` searches sent at once, each with its own connection; (answer, seconds it took)."""
+    import time
+
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=None)) as client:
+        async def one():
+            t0 = time.monotonic()
+            r = await client.post("/search", json={"query": "cells", "k": 3})
+            return r, time.monotonic() - t0
+
+        return await asyncio.gather(*[one() for _ in range(n)])
+
+
+def test_overload_is_refused_at_once_with_retry_after(server):
+    """4x the admission limit at once: slow clients hold every slot (their bodies never finish) and
+    3x the limit searches all get 503 overloaded with Retry-After at once, not a queue or a 5xx;
+    the slow clients get 408 when their time is up, and the server serves again."""
+    import time
+
+    limit = ADMISSION["max_concurrent_requests"]
+    slow = [_slow_client(server["url"]) for _ in range(limit)]
+    try:
+        time.sleep(2)  # let them all reach the ingress before anything else does
+        r = _post(server, "/search", {"query": "cells", "k": 1})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "overloaded", r.text  # full
+        burst = asyncio.run(_burst(server["url"], 3 * limit))
+        statuses = Counter(r.status_code for r, _ in burst)
+        print(f"\noverload: limit {limit}, {limit} slow + {3 * limit} burst, burst statuses {dict(statuses)}, "
+              f"slowest answer {max(t for _, t in burst):.2f}s")
+        assert statuses == {503: 3 * limit}
+        for r, seconds in burst:
+            assert r.headers["retry-after"] == "1" and seconds < ADMISSION["body_timeout_s"]
+            assert r.json()["error"] == {"message": r.json()["error"]["message"], "type": "service_unavailable",
+                                         "param": None, "code": "overloaded"}
+        answers = [_answer(sock) for sock in slow]
+        assert {status for status, _ in answers} == {408}
+        assert {body["error"]["code"] for _, body in answers} == {"body_timeout"}
+    finally:
+        for sock in slow:
+            sock.close()
+    assert server["client"].get("/healthz").status_code == 200
+    assert _post(server, "/search", {"query": "cells", "k": 2}).status_code == 200
+
+
+def test_oversize_bodies_are_refused_with_413(server):
+    """Past the body limit (derived from the limits: the largest valid body, \\u-escaped) a body is
+    refused by its Content-Length before it is read, or once a chunked one passes the limit."""
+    from rayrag.serve.config import Limits
+
+    c, limit = server["client"], Limits(**LIMITS).largest_body_bytes()
+    r = c.post("/search", content=b" " * (limit + 1), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_large", r.text
+    chunks = (b" " * 4096 for _ in range(limit // 4096 + 2))  # a generator: sent chunked, no Content-Length
+    r = c.post("/v1/embeddings", content=chunks, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["type"] == "invalid_request_error", r.text
+    # just under the limit the body is read and judged on its content
+    r = c.post("/search", json={"query": "x" * (limit - 100)})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "too_long"
+    assert _post(server, "/search", {"query": "cells", "k": 2}).status_code == 200
 
 
 def test_auth_on(server):

@@ -78,6 +78,11 @@ def test_a_partial_section_keeps_that_sections_defaults(tmp_path):
     (["retriever.autoscaling.min_replicas=3", "retriever.autoscaling.max_replicas=2"], "min_replicas <= max_replicas"),
     (["index="], "index is required"),
     (["limits.max_k=ten"], "limits.max_k: expected an integer"),
+    # beyond ingress.max_ongoing_requests Serve queues requests the admission gate never sees
+    (["admission.max_concurrent_requests=256"], "admission.max_concurrent_requests must be in [1, "
+                                                "ingress.max_ongoing_requests=256)"),
+    (["admission.body_timeout_s=0"], "body_timeout_s > 0"),
+    (["admission.max_body_bytes=0"], "max_body_bytes >= 1"),
 ])
 def test_bad_serve_configs_are_rejected(overrides, message):
     from rayrag.serve.serve_yaml import read

@@ -14,7 +14,8 @@ import base64
 from typing import Any
 
 import numpy as np
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -23,21 +24,39 @@ from .. import __version__
 from ..config import from_dict, to_dict
 from ..search.fusion import minmax
 from ..search.rerank import check_interpolation_weight
+from .admission import AdmissionMiddleware, Gate
 from .auth import KeyCheck, check_exposure, is_loopback, load_key, serve_http_host
 from .config import ServeConfig
 from .deployments import Reranker, Retriever
 from .errors import ApiError, BadInput, NotReady, install_handlers
-from .schemas import (Embedding, EmbeddingsRequest, EmbeddingsResponse, ModelCard, ModelList, RerankDocument,
-                      RerankRequest, RerankResponse, RerankResult, SearchHit, SearchRequest, SearchResponse, Usage)
+from .openapi import document
+from .schemas import (Embedding, EmbeddingsRequest, EmbeddingsResponse, Health, ModelCard, ModelList, Readiness,
+                      RerankDocument, RerankRequest, RerankResponse, RerankResult, SearchHit, SearchRequest,
+                      SearchResponse, Usage)
 
-api = FastAPI(title="rayrag", version=__version__,
+# /openapi.json and /docs are the Ingress's own routes: the schema states this deployment's
+# limits, key and models, which FastAPI's static one cannot know (openapi.py).
+api = FastAPI(title="rayrag", version=__version__, openapi_url=None, docs_url=None, redoc_url=None,
               description="Retrieval for RAG: search with optional reranking, OpenAI-compatible embeddings, "
                           "Cohere/Jina-style rerank. Errors are `{\"error\": {message, type, param, code}}`.")
 install_handlers(api)
+api.add_middleware(AdmissionMiddleware)
 bearer = HTTPBearer(auto_error=False, description="API key, when the server has one configured")
 
 
+def _unicode(value: str, param: str) -> None:
+    """JSON may carry a lone UTF-16 surrogate (``"\\ud800"``) and Python keeps it in the string, but
+    tokenizers and the UTF-8 encoding of the answer fail on it: it was a 500, and it failed every
+    request batched with it. It is not text, so it is refused here as the 400 it is."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ApiError(400, f"{param} holds a lone UTF-16 surrogate at index {e.start}, which is not text",
+                       param=param, code="invalid_unicode") from None
+
+
 def _text(value: str, param: str, limit: int) -> str:
+    _unicode(value, param)
     if not value.strip():
         raise ApiError(400, f"{param} must not be empty or whitespace", param=param, code="empty")
     if len(value) > limit:
@@ -61,6 +80,7 @@ def _conversation(messages: list, lim) -> list[tuple[str, str]]:
                        code="out_of_range" if messages else "empty")
     total = 0
     for i, m in enumerate(messages):
+        _unicode(m.content, f"messages[{i}].content")
         if len(m.content) > lim.max_message_chars:
             raise ApiError(400, f"messages[{i}].content is {len(m.content)} characters; the limit is "
                            f"{lim.max_message_chars}", param=f"messages[{i}].content", code="too_long")
@@ -117,6 +137,7 @@ class Ingress:
         key, host = load_key(self.cfg.auth), serve_http_host()
         check_exposure(self.cfg.auth, key, host)  # here too: `serve deploy` and RayService skip our CLI
         self.check_key = KeyCheck(key)
+        self.gate = Gate(self.cfg.admission, self.limits)  # read by AdmissionMiddleware
         # Readiness details (model names, paths, load errors) go to authenticated callers only;
         # with no key that is whoever can reach a loopback address, i.e. this machine.
         self.open_details = key is None and is_loopback(host)
@@ -135,12 +156,27 @@ class Ingress:
             self._info = status
         return self._info
 
-    @api.get("/healthz", summary="liveness: the HTTP server answers")
+    @api.get("/openapi.json", include_in_schema=False)
+    async def openapi(self, request: Request) -> dict:
+        try:
+            info = await self._retriever_info()
+        except ApiError:  # still loading: the schema without the model's name and dimension
+            info = None
+        return document(request.app.openapi(), self.cfg, info, auth=self.check_key.enabled,
+                        root_path=request.scope.get("root_path", ""))
+
+    @api.get("/docs", include_in_schema=False)
+    async def docs(self, request: Request):
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(openapi_url=f"{root}/openapi.json", title="rayrag")
+
+    @api.get("/healthz", response_model=Health, summary="liveness: the HTTP server answers")
     async def healthz(self) -> dict:
         return {"status": "ok"}
 
-    @api.get("/readyz", summary="readiness: 200 once model, index and reranker are loaded, else 503; "
-                                "details (models, errors) only for authenticated callers")
+    @api.get("/readyz", response_model=Readiness, response_model_exclude_none=True,
+             summary="readiness: 200 once model, index and reranker are loaded, else 503; "
+                     "details (models, errors) only for authenticated callers")
     async def readyz(self, creds=Depends(bearer)):
         if creds is not None:
             self._auth(creds)  # a wrong key is a 401, not a quiet downgrade

@@ -33,6 +33,39 @@ class Limits:
             if value < 1:
                 raise ConfigError(f"limits.{name} must be >= 1, got {value}")
 
+    def largest_body_bytes(self) -> int:
+        """The largest request body these limits admit: its characters (the largest of the three
+        bodies) at 12 bytes each, what a non-BMP character takes \\u-escaped as a surrogate pair
+        (Python's json.dumps default), plus 64 KiB for keys, brackets and whitespace."""
+        chars = max(self.max_query_chars, self.max_conversation_chars, self.max_embedding_inputs * self.max_input_chars,
+                    self.max_query_chars + self.max_rerank_documents * self.max_input_chars)
+        return 12 * chars + 65536
+
+
+@dataclass
+class Admission:
+    """What one ingress replica takes in: beyond this a request is answered at once, before it is
+    parsed or reaches a model (``admission.py``), so overload, huge bodies and slow clients cost
+    the server a bounded amount and it keeps answering the requests it admitted."""
+    # API calls in progress per ingress replica (probes excluded); one more gets 503 `overloaded`
+    # with Retry-After. Below ingress.max_ongoing_requests, or Serve queues requests the gate never sees.
+    max_concurrent_requests: int = 64
+    retry_after_s: int = 1
+    max_body_bytes: int | None = None  # larger: 413 `too_large`; None: limits.largest_body_bytes()
+    body_timeout_s: float = 10.0  # a body not complete by then: 408 `body_timeout`, its slot freed
+
+    def body_limit(self, limits: Limits) -> int:
+        return limits.largest_body_bytes() if self.max_body_bytes is None else self.max_body_bytes
+
+    def check(self, ingress_ongoing: int) -> None:
+        if not 1 <= self.max_concurrent_requests < ingress_ongoing:
+            raise ConfigError(f"admission.max_concurrent_requests must be in [1, ingress.max_ongoing_requests="
+                              f"{ingress_ongoing}), got {self.max_concurrent_requests}: Serve holds back requests "
+                              f"beyond max_ongoing_requests before the ingress can answer them")
+        if self.retry_after_s < 1 or self.body_timeout_s <= 0 or (self.max_body_bytes is not None
+                                                                  and self.max_body_bytes < 1):
+            raise ConfigError("admission: retry_after_s >= 1, body_timeout_s > 0 and max_body_bytes >= 1 are required")
+
 
 @dataclass
 class Auth:
@@ -131,19 +164,20 @@ class ServeConfig:
     default_rerank_k: int = 20
     load_retry_s: float = 10.0  # a failed load (e.g. MLflow not up yet) is retried; readiness says why
     limits: Limits = field(default_factory=Limits)
+    admission: Admission = field(default_factory=Admission)
     auth: Auth = field(default_factory=Auth)
     ingress: DeploymentParams = field(default_factory=_ingress_defaults)
     retriever: DeploymentParams = field(default_factory=DeploymentParams)
     rerank: DeploymentParams = field(default_factory=lambda: DeploymentParams(max_batch_size=8))
 
     def model_args(self) -> dict:
-        """What the model replicas are constructed with: without the sizing, batching, limits and
-        auth sections, so changing those (options / user_config) never restarts a replica."""
+        """What the model replicas are constructed with: without the sizing, batching, limits,
+        admission and auth sections, so changing those (options / user_config) never restarts a replica."""
         from dataclasses import replace
 
         from ..config import to_dict
 
-        return to_dict(replace(self, limits=Limits(), auth=Auth(), ingress=_ingress_defaults(),
+        return to_dict(replace(self, limits=Limits(), admission=Admission(), auth=Auth(), ingress=_ingress_defaults(),
                                retriever=DeploymentParams(), rerank=DeploymentParams()))
 
     def validate(self) -> None:
@@ -152,6 +186,7 @@ class ServeConfig:
         self.limits.validate()
         for name in ("ingress", "retriever", "rerank"):
             getattr(self, name).check(name)
+        self.admission.check(self.ingress.max_ongoing_requests)
         if not 1 <= self.default_k <= self.limits.max_k:
             raise ConfigError(f"default_k must be in [1, limits.max_k={self.limits.max_k}], got {self.default_k}")
         if not 1 <= self.default_rerank_k <= self.limits.max_rerank_k:

@@ -2,13 +2,23 @@
 
 Requests are strict: ``"k": "10"`` or ``"rerank": "yes"`` is a type error, not a guess, and
 unknown fields are rejected so a typo (``top_k`` for ``top_n``) does not pass silently.
-Ranges depend on the deployment's config, so they are checked in the ingress, not here.
+Ranges depend on the deployment's config, so they are checked in the ingress, not here, and
+``openapi.py`` writes them into the schema the deployment serves.
 """
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _integral(value: Any) -> Any:
+    """JSON has numbers, not ints and floats: ``2.0`` is the integer 2 (JSON Schema agrees), so it is
+    one here too; ``2.5``, ``"2"`` and ``true`` still fail the strict int check."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Count = Annotated[int, BeforeValidator(_integral)]
 
 
 class _Strict(BaseModel):
@@ -27,9 +37,9 @@ class SearchRequest(_Strict):
     messages: list[ChatMessage] | None = Field(
         None, description="a chat history (oldest first, the last non-system message the user's): searched "
                           "with the conversational query encoder, formatted as it was trained; give this or query")
-    k: int | None = Field(None, description="passages to return (default from config)")
+    k: Count | None = Field(None, description="passages to return (default from config)")
     rerank: bool = Field(False, description="re-score the top rerank_k candidates with the reranker")
-    rerank_k: int | None = Field(None, description="candidates to rerank (default from config)")
+    rerank_k: Count | None = Field(None, description="candidates to rerank (default from config)")
     rerank_interpolate: float | None = Field(
         None, description="with rerank: order the reranked candidates by w * minmax(reranker) + "
                           "(1 - w) * minmax(retriever) (evaluate's rerank_interpolate); unset: reranker alone")
@@ -59,7 +69,7 @@ class EmbeddingsRequest(_Strict):
     input: Union[str, list[str]]
     model: str
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, description="must equal the model's dimension if given")
+    dimensions: Count | None = Field(None, description="must equal the model's dimension if given")
     user: str | None = None
 
 
@@ -90,7 +100,7 @@ class RerankRequest(_Strict):
     query: str
     documents: list[Union[str, RerankDocument]]
     model: str | None = None
-    top_n: int | None = Field(None, description="results to return (default: all documents)")
+    top_n: Count | None = Field(None, description="results to return (default: all documents)")
     return_documents: bool = False
 
 
@@ -114,3 +124,25 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    retriever: dict[str, Any] | None = Field(None, description="authenticated callers only: state, model, error")
+    reranker: dict[str, Any] | None = Field(None, description="as retriever, when a reranker is configured")
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: Literal["invalid_request_error", "authentication_error", "service_unavailable", "server_error"]
+    param: str | None = Field(description="the request field at fault, e.g. messages[2].content")
+    code: str | None = Field(description="what went wrong, e.g. too_long, model_not_found, overloaded")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: OpenAI's shape."""
+    error: ErrorDetail
