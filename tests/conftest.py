@@ -75,10 +75,15 @@ def ray_local():
     ray.shutdown()
 
 
-def write_training_examples(data_dir: Path, path: Path, n_queries: int, n_negatives: int) -> Path:
+def write_training_examples(data_dir: Path, path: Path, n_queries: int, n_negatives: int,
+                            teacher: bool = False) -> Path:
     """The first ``n_queries`` real SciFact training queries (sorted ids), their positives and
-    ``n_negatives`` seeded random documents each (any that are positives dropped), as mined JSONL."""
+    ``n_negatives`` seeded random documents each (any that are positives dropped), as mined JSONL.
+
+    ``teacher``: every document also gets a ``teacher_score`` (distillation objectives): how many
+    of the query's distinct words it contains, a lexical teacher that ranks most positives first."""
     import json
+    import re
 
     import numpy as np
 
@@ -87,14 +92,23 @@ def write_training_examples(data_dir: Path, path: Path, n_queries: int, n_negati
     ds = load_beir(data_dir / "scifact", "train")
     doc_ids = sorted(ds.corpus)
     rng = np.random.default_rng(0)
+
+    def words(text: str) -> set[str]:
+        return set(re.findall(r"\w+", text.lower()))
+
     with path.open("w") as f:
         for qid in sorted(ds.queries)[:n_queries]:
             pos = [d for d, r in ds.qrels[qid].items() if r > 0]
             negs = [doc_ids[i] for i in rng.choice(len(doc_ids), n_negatives, replace=False) if doc_ids[i] not in pos]
+            q = words(ds.queries[qid])
+
+            def score(d: str) -> dict:
+                return {"teacher_score": float(len(q & words(ds.corpus[d].full_text)))} if teacher else {}
+
             f.write(json.dumps({"query_id": qid, "query": ds.queries[qid],
-                                "positives": [{"id": d, "score": 1.0} for d in pos],
-                                "negatives": [{"id": d, "score": 0.5, "rank": i + 1} for i, d in enumerate(negs)]})
-                    + "\n")
+                                "positives": [{"id": d, "score": 1.0, **score(d)} for d in pos],
+                                "negatives": [{"id": d, "score": 0.5, "rank": i + 1, **score(d)}
+                                              for i, d in enumerate(negs)]}) + "\n")
     return path
 
 
@@ -104,24 +118,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def tiny_bert(tmp_path_factory) -> Path:
-    """A 1-layer BERT built from a config (random weights) with MiniLM's real tokenizer."""
-    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+def save_tiny_bert(folder: Path, model_class: str, num_hidden_layers: int, no_dropout: bool = False) -> Path:
+    """A ``transformers.<model_class>`` BERT (hidden size 32) built from a config, its random
+    weights seeded (the same every session), with MiniLM's real tokenizer. ``no_dropout``: a
+    W-worker run and a single process then compute the same."""
+    import torch
+    import transformers
+    from transformers import AutoTokenizer, BertConfig
 
     from rayrag.assets import resolve_model
 
-    import torch
-
-    torch.manual_seed(0)  # the same random weights every session
-    folder = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(resolve_model("minilm").path)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128)
-    BertForMaskedLM(cfg).save_pretrained(folder)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=num_hidden_layers,
+                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+                     **({"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0} if no_dropout else {}))
+    getattr(transformers, model_class)(cfg).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
 
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 1-layer BERT masked LM (random weights)."""
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), "BertForMaskedLM", 1)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> Path:
+    """A 2-layer BERT encoder without dropout, for the training runs' equivalence tests."""
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-encoder"), "BertModel", 2, no_dropout=True)
 
 
 @pytest.fixture(scope="session")

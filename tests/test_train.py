@@ -17,28 +17,9 @@ import pytest
 import torch
 
 from tests.conftest import write_training_examples
-
-from rayrag.config import load_config
-from rayrag.train.config import TrainConfig
+from tests.train_checks import assert_trained_like, train_config as _cfg
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
-
-
-@pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory) -> Path:
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from rayrag.assets import resolve_model
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-encoder")
-    tok = AutoTokenizer.from_pretrained(resolve_model("minilm").path)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=0.0,
-                     attention_probs_dropout_prob=0.0)
-    BertModel(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -47,34 +28,13 @@ def examples(data_dir, tmp_path_factory) -> Path:
     return write_training_examples(data_dir, tmp_path_factory.mktemp("examples") / "train.jsonl", 24, 6)
 
 
-def _cfg(tmp_path, model, examples, data_dir, *overrides) -> TrainConfig:
-    return load_config(TrainConfig, None, [
-        f"model={model}", f"examples={examples}", f"output_dir={tmp_path / 'out'}",
-        *([f"data_dir={data_dir}"] if data_dir else []),
-        "eval.split=null", "query_max_length=16", "doc_max_length=32", "cpus_per_worker=1", "log_every=1",
-        *overrides])
-
-
 def test_two_worker_zero2_matches_single_process(ray_local, tmp_path, tiny_encoder, examples, data_dir):
-    from safetensors.torch import load_file
-
     from rayrag.train import run_train
     from rayrag.train.reference import plain_pytorch_run
 
     cfg = _cfg(tmp_path, tiny_encoder, examples, data_dir, "num_workers=2", "zero_stage=2", "batch_size=4",
                "group_size=3", "max_steps=3", "lr=1e-3", "warmup_ratio=0.3")
-    result = run_train(cfg)
-    history = json.loads((tmp_path / "out" / "loss_history.json").read_text())
-    reference = plain_pytorch_run(cfg, 3)
-    assert len(history["losses"]) == 3
-    np.testing.assert_allclose(history["losses"], reference.losses, rtol=1e-4, atol=1e-5)
-    trained = load_file(str(Path(result["model_dir"]) / "model.safetensors"))
-    ref = reference.module.backbone.state_dict()
-    for name, value in trained.items():
-        np.testing.assert_allclose(value.numpy(), ref[name].numpy(), atol=2e-5, err_msg=name)
-    initial = load_file(str(tiny_encoder / "model.safetensors"))
-    moved = max(float((trained[n] - initial[n]).abs().max()) for n in trained if n in initial)
-    assert moved > 1e-3  # the comparison is not between two untrained models
+    assert_trained_like(run_train(cfg), cfg, plain_pytorch_run(cfg, 3), tiny_encoder)
 
 
 def test_killed_worker_resumes_from_its_checkpoint(ray_local, tmp_path, tiny_encoder, examples, data_dir):

@@ -14,6 +14,7 @@ from rayrag.config import load_config
 from rayrag.errors import DataError
 from rayrag.train.config import TrainConfig
 
+from .conftest import save_tiny_bert
 from .disco_fixtures import turn, write_examples
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
@@ -22,19 +23,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 @pytest.fixture(scope="module")
 def tiny_mlm(tmp_path_factory) -> Path:
     """A 1-layer BertForMaskedLM without dropout (a W-worker run and one process then compute the same)."""
-    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
-
-    from rayrag.assets import resolve_model
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-mlm")
-    tok = AutoTokenizer.from_pretrained(resolve_model("minilm").path)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=0.0,
-                     attention_probs_dropout_prob=0.0)
-    BertForMaskedLM(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-mlm"), "BertForMaskedLM", 1, no_dropout=True)
 
 
 @pytest.fixture(scope="module")
