@@ -16,6 +16,8 @@ from rayrag.encode.shards import plan_shards, read_shard
 from rayrag.encode.store import read_dense, read_sparse
 from rayrag.errors import ConfigError, DataError
 
+from tests.fault_checks import temp_leftovers
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -174,7 +176,7 @@ def test_killed_encode_resumes_with_exactly_one_vector_per_document(tmp_path, da
     for name, mtime in done_before.items():  # finished shards were kept, not redone
         assert (out / "shards" / name).stat().st_mtime_ns == mtime
     assert not list((out / "shards").glob(".*")), "no temp files left"
-    assert not [p for p in out.rglob("*") if p.name.startswith(".")], "no temp file or folder anywhere"
+    assert not temp_leftovers(out)
     # the resumed output holds the same vectors as an uninterrupted encoding: the library encoder
     # (which test_dense_encode_equals_plain_encoding shows the job matches), fed the same batches
     # (shards of 40 = two batches of 20, in shard order)

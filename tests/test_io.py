@@ -117,3 +117,14 @@ def test_sha256_file_and_folder(tmp_path):
     assert sha256_folder(tmp_path, weights) == digest
     (tmp_path / "config.json").write_text('{"a": 1}')
     assert sha256_folder(tmp_path, weights) != digest
+
+
+def test_the_fault_tests_leftover_check_sees_a_temp_file_and_folder(tmp_path):
+    from rayrag.io import atomic_dir, atomic_path
+    from tests.fault_checks import temp_leftovers
+
+    with atomic_path(tmp_path / "a.json") as tmp_file, atomic_dir(tmp_path / "folder") as tmp_dir:
+        tmp_file.write_text("{}")
+        (tmp_dir / "x").write_text("x")
+        assert set(temp_leftovers(tmp_path)) == {tmp_file, tmp_dir}
+    assert temp_leftovers(tmp_path) == []

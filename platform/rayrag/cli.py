@@ -175,6 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RayragError as e:
         print(f"rayrag: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM once Ray is up (ray_utils.stop_on_sigterm)
+        # the job's own `finally` blocks have run by now: Ray shut down, temp files removed
+        sigterm = type(e).__name__ == "Terminated"
+        print(f"rayrag: stopped by {'SIGTERM' if sigterm else 'Ctrl-C'}", file=sys.stderr)
+        return 143 if sigterm else 130
 
 
 def job_main(entry_file: str) -> None:

@@ -21,13 +21,40 @@ def init_ray(num_cpus: int | None = None, dashboard: bool = False) -> bool:
         return False
     if os.environ.get("RAY_ADDRESS"):
         ray.init()
-        return True
-    _loopback_only()
-    # address="local": always a fresh instance, never silently attaching to a `ray start`
-    # cluster on this machine (set RAY_ADDRESS=auto, or use `ray job submit`, for that).
-    extra = {"dashboard_host": "127.0.0.1", "dashboard_port": _free_port()} if dashboard else {}
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, _node_ip_address="127.0.0.1", **extra)
+    else:
+        _loopback_only()
+        # address="local": always a fresh instance, never silently attaching to a `ray start`
+        # cluster on this machine (set RAY_ADDRESS=auto, or use `ray job submit`, for that).
+        extra = {"dashboard_host": "127.0.0.1", "dashboard_port": _free_port()} if dashboard else {}
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, _node_ip_address="127.0.0.1",
+                 **extra)
+    stop_on_sigterm()
     return True
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is, so it unwinds like Ctrl-C does."""
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (``kill``, Kubernetes, ``ray job stop``) unwind like Ctrl-C.
+
+    ray.init installs a native failure handler for SIGTERM that prints a stack trace and aborts
+    the driver; the ``finally`` blocks that call ``ray.shutdown()`` then never run, and a local
+    instance's dashboard and runtime-env agents outlive it (measured on Ray 2.60: both left
+    running, deaf to a second SIGTERM). Raising here runs those blocks, so ``ray.shutdown()``
+    stops every process the job started. Installed after ray.init, which would replace it.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread
+
+    def _raise(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, _raise)
 
 
 def _free_port() -> int:

@@ -7,6 +7,7 @@ shards to the actors. A job whose manifest already exists for the same plan retu
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,8 +137,12 @@ def run_encode(cfg: EncodeConfig) -> dict:
                     fn_constructor_kwargs=dict(model=cfg.model, kind=model["kind"], out=str(out),
                                                batch_size=cfg.batch_size, max_length=cfg.max_length,
                                                threads=threads, sparse_top_k=cfg.sparse_top_k))
-                with tqdm(total=sum(s.count for s in pending), desc="encode", unit="doc") as bar:
-                    for row in encoded.iter_rows():
+                # closing(): on Ctrl-C / SIGTERM the row generator is closed here, so Ray Data
+                # stops its executor while Ray is still up (left to the garbage collector, it
+                # runs after ray.shutdown() and prints a traceback from __del__)
+                with tqdm(total=sum(s.count for s in pending), desc="encode", unit="doc") as bar, \
+                        closing(iter(encoded.iter_rows())) as rows:
+                    for row in rows:
                         bar.update(int(row["count"]))
             wall = time.perf_counter() - t0
             infos = []
