@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from tests.conftest import write_training_examples
-from tests.train_checks import assert_trained_like, train_config as _cfg
+from tests.fault_checks import temp_leftovers
+from tests.train_checks import assert_trained_like, train_config as _cfg, weight_gap
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -37,13 +38,20 @@ def test_two_worker_zero2_matches_single_process(ray_local, tmp_path, tiny_encod
     assert_trained_like(run_train(cfg), cfg, plain_pytorch_run(cfg, 3), tiny_encoder)
 
 
-def test_killed_worker_resumes_from_its_checkpoint(ray_local, tmp_path, tiny_encoder, examples, data_dir):
+def test_killed_worker_resumes_to_the_uninterrupted_run(ray_local, tmp_path, tiny_encoder, examples, data_dir):
+    """Two ZeRO-2 workers; one is SIGKILLed once Ray Train has registered the step-2 checkpoint.
+    The restarted group resumes from it, and the losses after the resume point and the final
+    weights equal an uninterrupted run with the same seed (the plain PyTorch reference, which
+    test_two_worker_zero2_matches_single_process shows such a run equals), far tighter than a run
+    with another seed differs."""
     import psutil
 
     from rayrag.train import run_train
+    from rayrag.train.reference import plain_pytorch_run
 
-    cfg = _cfg(tmp_path, tiny_encoder, examples, data_dir, "num_workers=1", "batch_size=2", "group_size=2",
-               "epochs=2", "checkpoint_every=4", "max_failures=1")
+    cfg = _cfg(tmp_path, tiny_encoder, examples, data_dir, "num_workers=2", "zero_stage=2", "batch_size=2",
+               "group_size=3", "max_steps=6", "lr=1e-3", "warmup_ratio=0.3", "checkpoint_every=2",
+               "max_failures=1")
     ckpt_root = tmp_path / "out" / "ray" / "train"
     killed: list[int] = []
 
@@ -56,7 +64,7 @@ def test_killed_worker_resumes_from_its_checkpoint(ray_local, tmp_path, tiny_enc
         except OSError:
             return False
 
-    def kill_after_first_checkpoint():
+    def kill_one_worker_after_a_checkpoint():
         deadline = time.time() + 1500  # slow machines: the first checkpoint can take minutes
         while time.time() < deadline and not killed:
             if committed():
@@ -65,22 +73,36 @@ def test_killed_worker_resumes_from_its_checkpoint(ray_local, tmp_path, tiny_enc
                         if "RayTrainWorker" in " ".join(p.cmdline()):
                             os.kill(p.pid, signal.SIGKILL)
                             killed.append(p.pid)
+                            break
                     except psutil.NoSuchProcess:
                         pass
-            time.sleep(0.2)
+            time.sleep(0.05)
 
-    killer = threading.Thread(target=kill_after_first_checkpoint, daemon=True)
+    killer = threading.Thread(target=kill_one_worker_after_a_checkpoint, daemon=True)
     killer.start()
     result = run_train(cfg)
     killer.join(timeout=5)
     history = json.loads((tmp_path / "out" / "loss_history.json").read_text())
-    assert killed, "the worker was never killed"
-    assert history["pid"] not in killed  # a new worker finished the run
-    assert result["resumed_from_step"] is not None and result["resumed_from_step"] >= 4
-    assert result["total_steps"] == 24  # 24 examples / 2 per step x 2 epochs: nothing skipped or repeated
-    # the restored run did only the remaining steps
-    assert len(history["losses"]) == 24 - result["resumed_from_step"]
-    assert (Path(result["model_dir"]) / "model.safetensors").is_file()
+    assert killed, "no worker was killed"
+    assert history["pid"] not in killed  # a new worker group finished the run
+    resumed = result["resumed_from_step"]
+    assert resumed is not None and 2 <= resumed < 6, resumed
+    assert result["total_steps"] == 6  # nothing skipped or repeated
+    # the restored run did only the remaining steps, and did them as the uninterrupted run did
+    reference = plain_pytorch_run(cfg, 6)
+    assert len(history["losses"]) == 6 - resumed
+    np.testing.assert_allclose(history["losses"], reference.losses[resumed:], rtol=1e-4, atol=1e-5)
+    gap = weight_gap(result, reference)
+    other_seed = plain_pytorch_run(_cfg(tmp_path, tiny_encoder, examples, data_dir, "num_workers=2", "zero_stage=2",
+                                        "batch_size=2", "group_size=3", "max_steps=6", "lr=1e-3",
+                                        "warmup_ratio=0.3", "seed=7"), 6)
+    seed_gap = weight_gap(result, other_seed)
+    print(f"resumed from step {resumed}: max |weight diff| {gap:.2e} vs the uninterrupted run, "
+          f"{seed_gap:.2e} vs another seed")
+    # 1e-4: float reductions of two ZeRO-2 workers across a restart (measured 1e-5 to 3e-5);
+    # another seed ends ~7e-3 away
+    assert gap <= 1e-4 < seed_gap, (gap, seed_gap)
+    assert not temp_leftovers(tmp_path / "out")
 
 
 def test_resources_are_checked_before_waiting(ray_local, tmp_path, tiny_encoder, examples, data_dir):
