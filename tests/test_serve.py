@@ -651,3 +651,91 @@ def test_without_a_reranker_both_rerank_routes_say_no_reranker(server):
                        ("/v1/rerank", {"query": "cells", "documents": ["a cell"]})):
         r = httpx.post(f"{url}{path}", json=body, headers=auth, timeout=60)
         assert r.status_code == 400 and r.json()["error"]["code"] == "no_reranker", (path, r.text)
+
+
+def test_a_killed_replica_costs_no_request_and_readiness_shows_its_return(server, artifacts):
+    """Two retriever replicas serve 2,000 searches at concurrency 8; one replica, found by its
+    process title among this test's own descendants, is SIGKILLed by PID after 300. A failed
+    call (a search is idempotent) is retried once. >= 99.9% succeed, /readyz shows the deployment
+    short of a replica while it is replaced, and then two running again, the new one another
+    process."""
+    import os
+    import signal
+    import time
+
+    import psutil
+    from ray import serve
+
+    from rayrag.serve.app import build
+    from rayrag.serve.local import wait_ready
+
+    serve.run(build(_cfg(artifacts["index"], retriever={**SMALL, "num_replicas": 2})), name="replicas",
+              route_prefix="/replicas")
+    url = f"{server['url']}/replicas"
+
+    def replica_pids() -> set[int]:
+        out = set()
+        for p in psutil.Process(os.getpid()).children(recursive=True):
+            try:
+                if " ".join(p.cmdline()).startswith("ray::ServeReplica:replicas:Retriever"):
+                    out.add(p.pid)
+            except psutil.Error:
+                pass
+        return out
+
+    def serve_view() -> dict:
+        return httpx.get(f"{url}/readyz", timeout=60).json()["retriever"]["serve"]
+
+    try:
+        wait_ready(url, 300)
+        before = replica_pids()
+        assert len(before) == 2 and serve_view()["replicas"] == {"RUNNING": 2}
+        queries = [json.loads(line)["text"] for line in artifacts["corpus"].read_text().splitlines()]
+        done, first_failures, failed, views, killed = 0, 0, 0, [], []
+
+        async def load():
+            nonlocal done, first_failures, failed
+            todo = list(range(2000))
+            async with httpx.AsyncClient(base_url=url, timeout=60) as c:
+                async def one(i: int) -> bool:
+                    try:
+                        r = await c.post("/search", json={"query": queries[i % len(queries)][:150], "k": 3})
+                        return r.status_code == 200 and len(r.json()["results"]) == 3
+                    except httpx.HTTPError:
+                        return False
+
+                async def worker():
+                    nonlocal done, first_failures, failed
+                    while todo:
+                        i = todo.pop()
+                        if not await one(i):
+                            first_failures += 1
+                            failed += not await one(i)  # the one retry
+                        done += 1
+                        if done == 300 and not killed:
+                            victim = sorted(before)[0]
+                            os.kill(victim, signal.SIGKILL)
+                            killed.append(victim)
+
+                async def watch():
+                    while todo:
+                        if killed:
+                            views.append(await asyncio.to_thread(serve_view))
+                        await asyncio.sleep(0.5)
+
+                await asyncio.gather(watch(), *(worker() for _ in range(8)))
+
+        asyncio.run(load())
+        assert killed, "no replica was killed"
+        print(f"2000 searches, 1 replica killed: {first_failures} failed once, {failed} failed after the retry")
+        assert failed <= 2, (failed, first_failures)  # >= 99.9%
+        assert any(v["replicas"].get("RUNNING", 0) < 2 or v["status"] != "HEALTHY" for v in views), views
+        deadline = time.time() + 180
+        while serve_view() != {"status": "HEALTHY", "replicas": {"RUNNING": 2}}:
+            assert time.time() < deadline, serve_view()
+            time.sleep(1)
+        after = replica_pids()
+        assert len(after) == 2 and killed[0] not in after and len(after & before) == 1
+        assert httpx.post(f"{url}/search", json={"query": "cells", "k": 2}, timeout=60).status_code == 200
+    finally:
+        serve.delete("replicas")

@@ -128,6 +128,18 @@ def _encode(vector, fmt: str) -> list[float] | str:
 
 # Helpers the ingress uses are defined above it: serve.ingress copies the class when it is
 # decorated, and names defined after that point are missing inside the replica.
+def _deployment_states() -> dict[str, dict]:
+    """This application's deployments as the Serve controller sees them: status and replica
+    counts by state (e.g. {"Retriever": {"status": "HEALTHY", "replicas": {"RUNNING": 2}}})."""
+    app = serve.get_replica_context().app_name
+    overview = serve.status().applications.get(app)
+    if overview is None:
+        return {}
+    return {name: {"status": str(getattr(d.status, "value", d.status)),
+                   "replicas": {str(getattr(k, "value", k)): n for k, n in d.replica_states.items() if n}}
+            for name, d in overview.deployments.items()}
+
+
 @serve.deployment(name="Ingress")
 @serve.ingress(api)
 class Ingress:
@@ -186,6 +198,11 @@ class Ingress:
             calls["reranker"] = self.reranker.status.remote()
         results = dict(zip(calls, await asyncio.gather(*calls.values())))
         ready = all(r["ready"] for r in results.values())
+        if details:  # Serve's own view: a killed replica shows here until its replacement runs
+            serve_view = await asyncio.to_thread(_deployment_states)
+            for name, r in results.items():
+                if name.capitalize() in serve_view:
+                    r["serve"] = serve_view[name.capitalize()]
         body = {"status": "ready" if ready else "not_ready", **(results if details else {})}
         if ready:
             return body

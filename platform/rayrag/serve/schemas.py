@@ -132,7 +132,9 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     status: Literal["ready", "not_ready"]
-    retriever: dict[str, Any] | None = Field(None, description="authenticated callers only: state, model, error")
+    retriever: dict[str, Any] | None = Field(
+        None, description="authenticated callers only: state, model, error, and `serve`: the deployment's "
+                          "status and replica counts by state as the Serve controller sees them")
     reranker: dict[str, Any] | None = Field(None, description="as retriever, when a reranker is configured")
 
 
