@@ -81,6 +81,16 @@ def _alive_nodes(gcs: str, env: dict) -> int:
     return sum(1 for line in active.splitlines() if "node_" in line)
 
 
+def _node_ids(cluster) -> dict[str, str]:
+    """{"head": node id, "worker": node id}, from the State API (`ray list nodes`)."""
+    out = subprocess.run([RAY, "list", "nodes", "--format", "json", "--address", cluster["dashboard"]],
+                         env=cluster["env"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    alive = [n for n in json.loads(out.stdout) if n["state"] == "ALIVE"]
+    assert len(alive) == 2, alive
+    return {("head" if n["is_head_node"] else "worker"): n["node_id"] for n in alive}
+
+
 def _submit(cluster, runtime_env: dict, *entrypoint: str, timeout: float = 600) -> str:
     """`ray job submit --no-wait`, then poll `ray job status` until the job ends."""
     base = [RAY, "job", "submit", "--address", cluster["dashboard"], "--working-dir", str(REPO),
@@ -135,6 +145,10 @@ def test_submitted_jobs_on_a_two_node_cluster(ray_cluster, mlflow_server, tmp_pa
             "cpus_per_actor=1")
     manifest = json.loads((enc / "manifest.json").read_text())
     assert manifest["count"] == 400 and len(manifest["shards"]) == 8
+    # the work ran on both nodes: each shard records the node that encoded it
+    nodes = _node_ids(ray_cluster)
+    ran_on = {s["node_id"] for s in manifest["shards"]}
+    assert ran_on == {nodes["head"], nodes["worker"]}, (ran_on, nodes)
     assert MlflowClient(mlflow_server).get_run(manifest["mlflow_run_id"]).data.tags["rayrag.job"] == "encode"
 
     # train: Ray Train with two workers (1 CPU each), one per node, DeepSpeed ZeRO-2 over gloo

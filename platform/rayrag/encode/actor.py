@@ -22,8 +22,13 @@ class ShardEncoder:
         torch.set_num_threads(threads)
         from pathlib import Path
 
+        import ray
+
         self.out = Path(out)
         self.kind = kind
+        # which node encoded which shard, in the shard's sidecar and the manifest: on a cluster
+        # that is the record of where the work ran (and what a lost node had done)
+        self.meta = {"node_id": ray.get_runtime_context().get_node_id()}
         self.batch_size = batch_size
         if kind == "dense":
             from ..models.reasoning_encoder import load_dense_encoder
@@ -41,9 +46,9 @@ class ShardEncoder:
         texts = [t for _, t in docs]
         if self.kind == "dense":
             vecs = self.encoder.encode_docs(texts, batch_size=self.batch_size, progress=False)
-            return write_dense_shard(self.out, spec.index, ids, vecs)
+            return write_dense_shard(self.out, spec.index, ids, vecs, self.meta)
         mat = self.encoder.encode(texts, batch_size=self.batch_size, progress=False)
-        return write_sparse_shard(self.out, spec.index, ids, mat)
+        return write_sparse_shard(self.out, spec.index, ids, mat, self.meta)
 
     def __call__(self, batch: dict) -> dict:
         cols = list(batch)

@@ -28,7 +28,7 @@ def shard_paths(out: Path, index: int) -> tuple[Path, Path]:
     return base.with_suffix(".parquet"), base.with_suffix(".json")
 
 
-def write_dense_shard(out: Path, index: int, ids: list[str], vectors: np.ndarray) -> dict:
+def write_dense_shard(out: Path, index: int, ids: list[str], vectors: np.ndarray, meta: dict | None = None) -> dict:
     import pyarrow as pa
 
     dim = vectors.shape[1]
@@ -36,10 +36,10 @@ def write_dense_shard(out: Path, index: int, ids: list[str], vectors: np.ndarray
         "id": pa.array(ids, pa.string()),
         "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.astype(np.float32).ravel()), dim),
     })
-    return write_table_shard(out, index, table)
+    return write_table_shard(out, index, table, meta)
 
 
-def write_sparse_shard(out: Path, index: int, ids: list[str], matrix) -> dict:
+def write_sparse_shard(out: Path, index: int, ids: list[str], matrix, meta: dict | None = None) -> dict:
     """``matrix``: scipy CSR [n, vocab]."""
     import pyarrow as pa
 
@@ -50,11 +50,12 @@ def write_sparse_shard(out: Path, index: int, ids: list[str], matrix) -> dict:
         "indices": pa.ListArray.from_arrays(offsets, pa.array(matrix.indices.astype(np.int32))),
         "values": pa.ListArray.from_arrays(offsets, pa.array(matrix.data.astype(np.float32))),
     })
-    return write_table_shard(out, index, table)
+    return write_table_shard(out, index, table, meta)
 
 
-def write_table_shard(out: Path, index: int, table) -> dict:
-    """Commit one shard (any Arrow table): Parquet first, then the sidecar that says it is done."""
+def write_table_shard(out: Path, index: int, table, meta: dict | None = None) -> dict:
+    """Commit one shard (any Arrow table): Parquet first, then the sidecar that says it is done
+    (with ``meta``, e.g. the Ray node that encoded it)."""
     import pyarrow.parquet as pq
 
     parquet, sidecar = shard_paths(out, index)
@@ -62,7 +63,7 @@ def write_table_shard(out: Path, index: int, table) -> dict:
     with atomic_path(parquet) as tmp:
         pq.write_table(table, tmp)
     info = {"shard": index, "file": f"shards/{parquet.name}", "count": table.num_rows,
-            "sha256": sha256_file(parquet)}
+            "sha256": sha256_file(parquet), **(meta or {})}
     atomic_write_json(sidecar, info)  # the commit point of this shard
     return info
 
