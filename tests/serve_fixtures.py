@@ -5,9 +5,9 @@ import json
 from pathlib import Path
 
 
-def make_corpus(data_dir: Path, out: Path, n: int = 120) -> Path:
-    """The first ``n`` SciFact abstracts as their own BEIR corpus.jsonl."""
-    lines = (data_dir / "scifact" / "corpus.jsonl").read_text().splitlines()[:n]
+def make_corpus(data_dir: Path, out: Path, n: int = 120, start: int = 0) -> Path:
+    """``n`` SciFact abstracts from the ``start``-th on (the first ``n`` by default) as their own BEIR corpus.jsonl."""
+    lines = (data_dir / "scifact" / "corpus.jsonl").read_text().splitlines()[start:start + n]
     path = out / "corpus.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -708,13 +708,12 @@ def test_rayservice_serve_config_is_the_repo_config_rebuilt(overlay):
 def test_rayservice_serves_what_the_index_job_writes_with_the_api_key_secret(overlay):
     import yaml
 
-    from rayrag.config import from_dict
-    from rayrag.serve.config import ServeConfig
+    from rayrag.serve.serve_yaml import app_config
 
     docs = render(overlay)
     [svc] = of_kind(docs, "RayService")
     app = yaml.safe_load(svc["spec"]["serveConfigV2"])["applications"][0]
-    cfg = from_dict(ServeConfig, app["args"])
+    cfg = app_config(app)  # args + the index section of the Retriever's user_config
     jobs = {parse_entrypoint(j["spec"]["entrypoint"])[0]: j for j in of_kind(docs, "RayJob")}
     assert cfg.index == job_config(jobs["index"]).output_dir
     assert cfg.auth.required and cfg.auth.api_key_file

@@ -739,3 +739,191 @@ def test_a_killed_replica_costs_no_request_and_readiness_shows_its_return(server
         assert httpx.post(f"{url}/search", json={"query": "cells", "k": 2}, timeout=60).status_code == 200
     finally:
         serve.delete("replicas")
+# ------------------------------------------------------------------------------------------
+# Index swap: a new index in the Serve config is loaded beside the served one and swapped in
+# ------------------------------------------------------------------------------------------
+
+def _deploy_declaratively(cfg, name: str) -> None:
+    """Deploy ``cfg`` as `serve deploy` and a RayService update do: the Serve config (the layout
+    `rayrag serve build` writes) applied by the controller. The dashboard's REST endpoint behind
+    `serve deploy` makes this same call; the tests run Ray without a dashboard. (`serve.run` is no
+    stand-in: it gives every deployment a new code version, so it always restarts the replicas.)"""
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeDeploySchema
+
+    from rayrag.serve.serve_yaml import serve_config
+
+    doc = serve_config(cfg)
+    doc["applications"][0].update(name=name, route_prefix=f"/{name}")
+    _get_global_client().deploy_apps(ServeDeploySchema.model_validate(doc))
+
+
+def _replica_pids(app: str) -> dict[str, set[int]]:
+    """PIDs of ``app``'s replica processes by deployment: Ray titles them
+    ``ray::ServeReplica:<app>:<deployment>``, and they descend from this process (ray.init)."""
+    import psutil
+
+    out: dict[str, set[int]] = {}
+    for p in psutil.Process().children(recursive=True):
+        try:
+            title = " ".join(p.cmdline())
+        except psutil.Error:
+            continue
+        prefix = f"ray::ServeReplica:{app}:"
+        if title.startswith(prefix):
+            out.setdefault(title.removeprefix(prefix).split()[0], set()).add(p.pid)
+    return out
+
+
+class _Load:
+    """``n`` clients searching back to back until stopped (or ``limit_s``): every answer is logged
+    as (start, end, status, result ids or error text, model)."""
+
+    def __init__(self, url: str, n: int = 8, limit_s: float = 900.0):
+        import threading
+        import time
+
+        self.url, self.log, self.stop = url, [], threading.Event()
+        self._deadline = time.monotonic() + limit_s
+        self.threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(n)]
+        for t in self.threads:
+            t.start()
+
+    def _client(self, i: int) -> None:
+        import time
+
+        queries = ["vitamin D and bone density", "protein folding in cells", "smoking and cancer", "stem cells"]
+        with httpx.Client(base_url=self.url, timeout=60) as c:
+            while not self.stop.is_set() and time.monotonic() < self._deadline:
+                t0 = time.monotonic()
+                try:
+                    r = c.post("/search", json={"query": queries[i % 4], "k": 5})
+                    ok = r.status_code == 200
+                    body = r.json()
+                    self.log.append((t0, time.monotonic(), r.status_code,
+                                     [h["id"] for h in body["results"]] if ok else r.text, body.get("model")))
+                except Exception as e:  # a dropped connection is a failed request too
+                    self.log.append((t0, time.monotonic(), None, repr(e), None))
+
+    def wait_for(self, predicate, timeout: float = 300.0) -> float:
+        """Until some logged answer satisfies ``predicate``; the earliest such answer's end time."""
+        import time
+
+        t_end = time.monotonic() + timeout
+        while time.monotonic() < t_end:
+            hits = [e for e in list(self.log) if predicate(e)]
+            if hits:
+                return min(e[1] for e in hits)
+            time.sleep(0.2)
+        raise AssertionError("no such answer in time")
+
+    def more(self, n: int) -> None:
+        """Let ``n`` more requests complete."""
+        import time
+
+        goal = len(self.log) + n
+        while len(self.log) < goal:
+            time.sleep(0.1)
+
+    def finish(self) -> list:
+        self.stop.set()
+        for t in self.threads:
+            t.join(120)
+        return list(self.log)
+
+
+def _damaged_copy(index, folder):
+    shutil.copytree(index, folder)
+    data = bytearray((folder / "index.faiss").read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 8] = bytes(b ^ 0xFF for b in data[mid:mid + 8])  # flipped bits: a checksum mismatch
+    (folder / "index.faiss").write_bytes(bytes(data))
+    return folder
+
+
+def test_index_swap_under_load_and_a_damaged_index_is_refused(server, artifacts, data_dir, tmp_path):
+    """A new index in the Serve config (the Retriever's user_config) is loaded and checked beside the
+    served one and swapped in while 8 clients search: no request fails, answers come from the old
+    index until the swap and from the new one after it, and no replica restarts. A damaged index
+    is then refused: the new one keeps serving, readiness stays 200 and says why."""
+    import time
+
+    from ray import serve
+
+    from rayrag.serve.local import wait_ready
+
+    ids = lambda index: set((index / "ids.txt").read_text().split())  # noqa: E731
+    index_a = artifacts["index"]
+    index_b = make_index(artifacts["model"], make_corpus(data_dir, _mkdir(tmp_path / "b"), start=120),
+                         tmp_path / "index-b")
+    ids_a, ids_b = ids(index_a), ids(index_b)
+    assert len(ids_a) == len(ids_b) == 120 and not ids_a & ids_b
+    small = {"num_cpus": 0.1}
+    cfg = lambda index, name: _cfg(index, model_name=name, retriever=small, ingress=small)  # noqa: E731
+    url = f"{server['url']}/swap"
+    _deploy_declaratively(cfg(index_a, "model-a"), "swap")
+    load = None
+    try:
+        wait_ready(url, 300)
+        pids = _replica_pids("swap")
+        assert set(pids) == {"Ingress", "Retriever"}, pids
+        load = _Load(url)
+        load.more(20)
+
+        t_b = time.monotonic()
+        _deploy_declaratively(cfg(index_b, "model-b"), "swap")
+        first_b = load.wait_for(lambda e: e[2] == 200 and set(e[3]) <= ids_b)
+        load.more(40)
+        ready = httpx.get(f"{url}/readyz", timeout=60)
+        assert ready.status_code == 200 and ready.json()["retriever"]["index"] == str(index_b)
+        assert "swap_error" not in ready.json()["retriever"]
+
+        bad = _damaged_copy(index_b, tmp_path / "index-bad")
+        t_bad = time.monotonic()
+        _deploy_declaratively(cfg(bad, "model-bad"), "swap")
+        refused = _poll(lambda: "swap_error" in httpx.get(f"{url}/readyz", timeout=60).json()["retriever"])
+        load.more(40)
+        log = load.finish()
+        ready = httpx.get(f"{url}/readyz", timeout=60)
+        assert _replica_pids("swap") == pids  # swapped in place: no replica restarted
+    finally:
+        if load is not None:
+            load.finish()
+        serve.delete("swap")
+
+    failed = [e for e in log if e[2] != 200]
+    assert not failed, failed[:5]
+    source = lambda e: "a" if set(e[3]) <= ids_a else "b" if set(e[3]) <= ids_b else "mixed"  # noqa: E731
+    assert all(e[3] and source(e) != "mixed" for e in log)
+    assert all(source(e) == "a" and e[4] == "model-a" for e in log if e[1] < t_b)
+    assert all(source(e) == "b" for e in log if e[0] > first_b)  # one switch, never back
+    # the ingress re-reads the model name at least every INFO_TTL_S: no stale name after that
+    assert all(e[4] == "model-b" for e in log if e[0] > first_b + 2.0)
+    during_b = [e for e in log if t_b <= e[0] < first_b]
+    during_bad = [e for e in log if e[0] >= t_bad]
+    assert during_bad and all(source(e) == "b" and e[4] == "model-b" for e in during_bad)
+    body = ready.json()
+    assert ready.status_code == 200 and body["status"] == "ready"
+    r = body["retriever"]
+    assert r["index"] == str(index_b) and r["model"] == "model-b"
+    assert str(bad) in r["swap_error"] and "checksum mismatch" in r["swap_error"], r
+    print(f"\nindex swap: {len(log)} requests, {len(failed)} failed; A->B took {first_b - t_b:.1f}s "
+          f"({len(during_b)} requests meanwhile, all answered from A); damaged index refused after "
+          f"{refused - t_bad:.1f}s ({len(during_bad)} requests from then on, all answered from B); "
+          f"replicas {pids} kept")
+
+
+def _poll(condition, timeout: float = 300.0) -> float:
+    """Until ``condition()`` holds; when it did."""
+    import time
+
+    t_end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < t_end, "condition not met in time"
+        time.sleep(0.5)
+    return time.monotonic()
+
+
+def _mkdir(path):
+    path.mkdir(parents=True)
+    return path

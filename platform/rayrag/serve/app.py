@@ -11,6 +11,7 @@ body silently turns into a query-string parameter.
 
 import asyncio
 import base64
+import time
 from typing import Any
 
 import numpy as np
@@ -121,6 +122,11 @@ def _full(hit: dict) -> str:
     return f"{hit['title']} {hit['text']}".strip() if hit["title"] else hit["text"]
 
 
+# How long the ingress trusts the retriever's model name, kind and dimension: the index (and so
+# the model) can be swapped under it (Retriever.reconfigure), and this bounds how stale they get.
+INFO_TTL_S = 1.0
+
+
 def _encode(vector, fmt: str) -> list[float] | str:
     v = np.asarray(vector, dtype="<f4")
     return base64.b64encode(v.tobytes()).decode() if fmt == "base64" else v.tolist()
@@ -155,17 +161,18 @@ class Ingress:
         self.open_details = key is None and is_loopback(host)
         self.retriever, self.reranker = retriever, reranker
         self._info: dict | None = None
+        self._info_at = 0.0
 
     def _auth(self, creds: HTTPAuthorizationCredentials | None) -> None:
         self.check_key(creds)
 
     async def _retriever_info(self) -> dict:
-        if self._info is None:
+        if self._info is None or time.monotonic() - self._info_at > INFO_TTL_S:
             status = await self.retriever.status.remote()
             if not status["ready"]:
                 raise ApiError(503, f"retriever is not ready: {status['error']}", code="not_ready",
                                headers={"Retry-After": "5"})
-            self._info = status
+            self._info, self._info_at = status, time.monotonic()
         return self._info
 
     @api.get("/openapi.json", include_in_schema=False)
@@ -311,7 +318,8 @@ def build(cfg: ServeConfig):
     """The Serve application for ``cfg``, with replicas, autoscaling and batching from it."""
     cfg = absolute_paths(cfg)
     models = cfg.model_args()
-    retriever = Retriever.options(**cfg.retriever.serve_options(), user_config=cfg.retriever.batching()).bind(models)
+    # the index travels in user_config: a new one is swapped in by reconfigure, no restart
+    retriever = Retriever.options(**cfg.retriever.serve_options(), user_config=cfg.retriever_user_config()).bind(models)
     reranker = None
     if cfg.reranker:
         reranker = Reranker.options(**cfg.rerank.serve_options(), user_config=cfg.rerank.batching()).bind(models)

@@ -10,6 +10,12 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError
 
 REF_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
+# What the retriever loads for one index: its ``user_config`` carries these, so changing them is
+# a lightweight update (``reconfigure`` swaps the index in place, docs/SERVE.md). In the Serve
+# YAML they sit there and not in ``args``: ``serve deploy`` rebuilds the whole application and
+# restarts every replica whenever ``args`` change (Serve's code version is a hash of them).
+INDEX_FIELDS = ("index", "corpus", "query_model", "model_name", "max_query_tokens", "reasoning",
+                "reasoning_margin", "messages_with_assistant")
 
 
 @dataclass
@@ -179,6 +185,14 @@ class ServeConfig:
 
         return to_dict(replace(self, limits=Limits(), admission=Admission(), auth=Auth(), ingress=_ingress_defaults(),
                                retriever=DeploymentParams(), rerank=DeploymentParams()))
+
+    def index_settings(self) -> dict:
+        """The index section: what a ``reconfigure`` compares and loads (``INDEX_FIELDS``)."""
+        return {name: getattr(self, name) for name in INDEX_FIELDS}
+
+    def retriever_user_config(self) -> dict:
+        """The Retriever's ``user_config``: batching and the index to serve, both applied in place."""
+        return {**self.retriever.batching(), **self.index_settings()}
 
     def validate(self) -> None:
         if not self.index:

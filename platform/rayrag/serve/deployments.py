@@ -12,6 +12,8 @@ come from ``user_config`` (``reconfigure``), so ``max_batch_size: 1`` turns batc
 such a change reaches running replicas without a restart or a reload.
 Inputs are checked before they join a batch: a batch shares one fate, and one bad request
 must not fail the requests batched with it.
+The retriever's index comes from ``user_config`` too (``INDEX_FIELDS``): the first ``reconfigure``
+loads it, and a later one with other index settings swaps it in place (``Retriever._swap``).
 """
 from __future__ import annotations
 
@@ -23,9 +25,9 @@ from typing import Any, Callable
 
 from ray import serve
 
-from ..config import from_dict
+from ..config import from_dict, to_dict
 from ..models.reranker import UntrainedReranker
-from .config import ServeConfig
+from .config import INDEX_FIELDS, ServeConfig
 from .errors import BadInput, NotReady
 
 log = logging.getLogger("ray.serve")
@@ -35,7 +37,7 @@ class _Loader:
     def __init__(self, what: str, build: Callable[[], Any], retry_s: float):
         self.what, self.value, self.error, self.permanent = what, None, "loading", False
         self._build, self._retry_s = build, retry_s
-        self._first = threading.Event()
+        self._first, self._stopped = threading.Event(), False
         threading.Thread(target=self._run, name=f"load-{what}", daemon=True).start()
         self._first.wait()
 
@@ -57,6 +59,12 @@ class _Loader:
             finally:
                 self._first.set()
             time.sleep(self._retry_s)
+            if self._stopped:
+                return
+
+    def stop(self) -> None:
+        """No more retries: other settings replaced these before they ever loaded."""
+        self._stopped = True
 
     def get(self):
         if self.value is None:
@@ -83,16 +91,75 @@ def _set_batching(methods, user_config: dict) -> None:
 @serve.deployment(name="Retriever")
 class Retriever:
     def __init__(self, config: dict):
+        self.cfg = from_dict(ServeConfig, config)
+        # Serve calls reconfigure right after the constructor, before any request: the index
+        # settings it gets (user_config) are the ones to load, so the constructor loads nothing.
+        self.loader: _Loader | None = None
+        self.served: dict | None = None  # the index settings self.loader holds (or is retrying)
+        self.swap_error: str | None = None
+
+    async def reconfigure(self, user_config: dict) -> None:
+        _set_batching([self._search_batch, self._embed_batch], user_config)
+        try:
+            cfg = from_dict(ServeConfig, {**to_dict(self.cfg), **{k: user_config[k] for k in INDEX_FIELDS
+                                                                   if k in user_config}})
+        except Exception as e:
+            if self.loader is None:
+                raise  # nothing serves yet: the deployment fails with the reason
+            return self._refuse(str(user_config.get("index")), e)
+        if cfg.index_settings() == self.served:  # batching only, or the served index asked for again
+            self.swap_error = None
+            return
+        if self.loader is None or self.loader.value is None:
+            await self._load(cfg)
+        else:
+            await self._swap(cfg)
+
+    async def _load(self, cfg: ServeConfig) -> None:
+        """No index serves yet, so there is none to protect: load (and keep retrying) this one."""
         from .engine import SearchEngine
 
-        self.cfg = from_dict(ServeConfig, config)
-        self.loader = _Loader("retriever", lambda: SearchEngine(self.cfg), self.cfg.load_retry_s)
+        if self.loader is not None:
+            self.loader.stop()
+        # in a thread: the first attempt blocks (as a constructor would) but the event loop answers
+        self.loader = await asyncio.to_thread(_Loader, "retriever", lambda: SearchEngine(cfg), cfg.load_retry_s)
+        self.served, self.swap_error = cfg.index_settings(), None
 
-    def reconfigure(self, user_config: dict) -> None:
-        _set_batching([self._search_batch, self._embed_batch], user_config)
+    async def _swap(self, cfg: ServeConfig) -> None:
+        """Load and check the new index beside the served one, then switch in one assignment.
+
+        Requests keep being answered by the old engine meanwhile (the load runs in a thread), and a
+        batch already running finishes on the engine it started with. A failure is reported, never
+        raised: Serve replaces a replica whose reconfigure raised, and the new one would start on
+        the index that just failed, so the old index keeps serving instead."""
+        from .engine import SearchEngine  # its loading checks checksums, id map, dimension, corpus
+
+        t0 = time.perf_counter()
+        log.info("loading index %s beside %s", cfg.index, self.served["index"])
+        try:
+            engine = await asyncio.to_thread(SearchEngine, cfg)
+        except Exception as e:
+            return self._refuse(cfg.index, e)
+        self.loader.value = engine
+        self.served, self.swap_error = cfg.index_settings(), None
+        log.info("now serving index %s (swapped in after %.1fs)", cfg.index, time.perf_counter() - t0)
+
+    def _refuse(self, index: str, e: Exception) -> None:
+        self.swap_error = f"{index}: {type(e).__name__}: {e}"
+        log.error("index swap refused, still serving %s: %s", self.served["index"], self.swap_error)
+
+    def _engine(self):
+        if self.loader is None:
+            raise NotReady("retriever is not ready: loading")
+        return self.loader.get()
 
     def status(self) -> dict:
+        if self.loader is None:
+            return {"ready": False, "error": "loading", "permanent": False}
         out = self.loader.status()
+        out["index"] = self.served["index"]
+        if self.swap_error:  # the index asked for last, refused: the one above still serves
+            out["swap_error"] = self.swap_error
         if out["ready"]:
             e = self.loader.value
             out.update(model=e.model_name, kind=e.kind, dim=e.dim, count=len(e.ids))
@@ -101,14 +168,14 @@ class Retriever:
         return out
 
     async def search(self, query: str, k: int) -> list[dict]:
-        self.loader.get()
+        self._engine()
         if not isinstance(query, str) or not query.strip() or not isinstance(k, int) or k < 1:
             raise BadInput("query must be a non-empty string and k a positive integer")
         return await self._search_batch((query, k))
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
     async def _search_batch(self, items: list[tuple[str, int]]) -> list[list[dict]]:
-        engine = self.loader.get()
+        engine = self._engine()
         depth = max(k for _, k in items)
         runs = await asyncio.to_thread(engine.search, [q for q, _ in items], depth)
         out = []
@@ -121,21 +188,21 @@ class Retriever:
         """A checked chat history -> the query text; here because the token budget is the encoder's."""
         from ..data.conversation import ConversationError
 
-        engine = self.loader.get()
+        engine = self._engine()
         try:
             return await asyncio.to_thread(engine.format_conversation, conversation)
         except (ConversationError, ValueError) as e:
             raise BadInput(str(e)) from None
 
     async def embed(self, texts: list[str]) -> tuple[list[list[float]], list[int]]:
-        self.loader.get()
+        self._engine()
         if not texts or not all(isinstance(t, str) and t for t in texts):
             raise BadInput("texts must be a non-empty list of non-empty strings")
         return await self._embed_batch(texts)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
     async def _embed_batch(self, items: list[list[str]]):
-        engine = self.loader.get()
+        engine = self._engine()
         flat = [t for texts in items for t in texts]
         vectors, tokens = await asyncio.to_thread(engine.embed, flat)
         out, s = [], 0
