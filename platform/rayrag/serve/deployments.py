@@ -1,8 +1,9 @@
 """The model deployments: retriever (query encoder + index + passages) and reranker.
 
-The constructor waits for the first load attempt, so a replica Serve routes traffic to has its
-model and index in memory (a rolling update never sends requests to a half-loaded replica).
-When that attempt fails (an index not there yet, MLflow down), the constructor returns anyway
+Start-up waits for the first load attempt (the reranker's constructor; the retriever's first
+``reconfigure``, which Serve calls before the replica takes requests), so a replica Serve routes
+traffic to has its model and index in memory (a rolling update never sends requests to a
+half-loaded replica). When that attempt fails (an index not there yet, MLflow down), start-up ends anyway
 and the replica keeps retrying every ``load_retry_s`` while it reports the error: the ingress
 turns that into a failing readiness check and 503s, and the replica recovers by itself.
 A failure no retry can mend (a reranker without trained weights) is reported as ``permanent``
