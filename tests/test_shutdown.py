@@ -29,7 +29,10 @@ def _signal_when_ready(args: list[str], ready, sig: int, env: dict, timeout: flo
     log.parent.mkdir(parents=True, exist_ok=True)
     seen: dict[int, psutil.Process] = {}
     with log.open("w") as out:
-        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        # SIGINT as at a terminal: a non-interactive shell starts background commands with SIGINT
+        # ignored (CI may run the suite so), and Python then never turns it into KeyboardInterrupt
+        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + timeout
         while not ready():

@@ -16,7 +16,7 @@ from ..errors import ConfigError, DataError
 from ..io import atomic_write_json, sha256_folder
 from ..job import Job
 from .shards import plan_shards
-from .store import finished_shard, prepare_output
+from .store import clean_temp_files, finished_shard, prepare_output
 
 
 @dataclass
@@ -167,6 +167,9 @@ def run_encode(cfg: EncodeConfig) -> dict:
     finally:
         if started:
             ray.shutdown()
+            # the actors are gone with this Ray: a shard one was writing when the job was stopped
+            # (Ctrl-C, SIGTERM) left its temp file; remove it now rather than at the next run
+            clean_temp_files(out)
 
 
 def _summary(cfg: EncodeConfig, manifest: dict) -> str:
