@@ -663,7 +663,6 @@ def test_a_killed_replica_costs_no_request_and_readiness_shows_its_return(server
     import signal
     import time
 
-    import psutil
     from ray import serve
 
     from rayrag.serve.app import build
@@ -673,22 +672,12 @@ def test_a_killed_replica_costs_no_request_and_readiness_shows_its_return(server
               route_prefix="/replicas")
     url = f"{server['url']}/replicas"
 
-    def replica_pids() -> set[int]:
-        out = set()
-        for p in psutil.Process(os.getpid()).children(recursive=True):
-            try:
-                if " ".join(p.cmdline()).startswith("ray::ServeReplica:replicas:Retriever"):
-                    out.add(p.pid)
-            except psutil.Error:
-                pass
-        return out
-
     def serve_view() -> dict:
         return httpx.get(f"{url}/readyz", timeout=60).json()["retriever"]["serve"]
 
     try:
         wait_ready(url, 300)
-        before = replica_pids()
+        before = _replica_pids("replicas").get("Retriever", set())
         assert len(before) == 2 and serve_view()["replicas"] == {"RUNNING": 2}
         queries = [json.loads(line)["text"] for line in artifacts["corpus"].read_text().splitlines()]
         done, first_failures, failed, views, killed = 0, 0, 0, [], []
@@ -734,7 +723,7 @@ def test_a_killed_replica_costs_no_request_and_readiness_shows_its_return(server
         while serve_view() != {"status": "HEALTHY", "replicas": {"RUNNING": 2}}:
             assert time.time() < deadline, serve_view()
             time.sleep(1)
-        after = replica_pids()
+        after = _replica_pids("replicas").get("Retriever", set())
         assert len(after) == 2 and killed[0] not in after and len(after & before) == 1
         assert httpx.post(f"{url}/search", json={"query": "cells", "k": 2}, timeout=60).status_code == 200
     finally:
@@ -771,7 +760,8 @@ def _replica_pids(app: str) -> dict[str, set[int]]:
             continue
         prefix = f"ray::ServeReplica:{app}:"
         if title.startswith(prefix):
-            out.setdefault(title.removeprefix(prefix).split()[0], set()).add(p.pid)
+            # the title's tail names the method running (".handle_request..."), which changes
+            out.setdefault(title.removeprefix(prefix).split()[0].split(".")[0], set()).add(p.pid)
     return out
 
 

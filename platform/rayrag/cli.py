@@ -177,7 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM once Ray is up (ray_utils.stop_on_sigterm)
         # the job's own `finally` blocks have run by now: Ray shut down, temp files removed
-        sigterm = type(e).__name__ == "Terminated"
+        from .ray_utils import Terminated
+
+        sigterm = isinstance(e, Terminated)
         print(f"rayrag: stopped by {'SIGTERM' if sigterm else 'Ctrl-C'}", file=sys.stderr)
         return 143 if sigterm else 130
 

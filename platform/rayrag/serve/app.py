@@ -122,8 +122,9 @@ def _full(hit: dict) -> str:
     return f"{hit['title']} {hit['text']}".strip() if hit["title"] else hit["text"]
 
 
-# How long the ingress trusts the retriever's model name, kind and dimension: the index (and so
-# the model) can be swapped under it (Retriever.reconfigure), and this bounds how stale they get.
+# How long the ingress trusts the retriever's model name, kind and dimension (the index, and so
+# the model, can be swapped under it: Retriever.reconfigure) and Serve's replica states: this
+# bounds how stale they get.
 INFO_TTL_S = 1.0
 
 
@@ -162,6 +163,8 @@ class Ingress:
         self.retriever, self.reranker = retriever, reranker
         self._info: dict | None = None
         self._info_at = 0.0
+        self._states: dict[str, dict] = {}
+        self._states_at = float("-inf")
 
     def _auth(self, creds: HTTPAuthorizationCredentials | None) -> None:
         self.check_key(creds)
@@ -174,6 +177,12 @@ class Ingress:
                                headers={"Retry-After": "5"})
             self._info, self._info_at = status, time.monotonic()
         return self._info
+
+    async def _deployment_states(self) -> dict[str, dict]:
+        # a controller round trip: asked at most once per INFO_TTL_S, so a probe stays cheap
+        if time.monotonic() - self._states_at > INFO_TTL_S:
+            self._states, self._states_at = await asyncio.to_thread(_deployment_states), time.monotonic()
+        return self._states
 
     @api.get("/openapi.json", include_in_schema=False)
     async def openapi(self, request: Request) -> dict:
@@ -206,7 +215,7 @@ class Ingress:
         results = dict(zip(calls, await asyncio.gather(*calls.values())))
         ready = all(r["ready"] for r in results.values())
         if details:  # Serve's own view: a killed replica shows here until its replacement runs
-            serve_view = await asyncio.to_thread(_deployment_states)
+            serve_view = await self._deployment_states()
             for name, r in results.items():
                 if name.capitalize() in serve_view:
                     r["serve"] = serve_view[name.capitalize()]
