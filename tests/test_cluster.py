@@ -4,6 +4,7 @@ tracked in a real `mlflow server`: what a user does with `ray start --head` + a 
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,13 +38,16 @@ def ray_cluster(tmp_path):
                              f"--dashboard-agent-listen-port={free_port()}", *common],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     procs = [head]
+    worker_tmp = tempfile.mkdtemp(prefix="rayw-")  # short: Ray's socket paths must fit 107 bytes
     try:
         wait_for_http(f"http://127.0.0.1:{dash}/api/version", head, timeout=120,
                       headers={"Authorization": f"Bearer {env['RAY_AUTH_TOKEN']}"})
         log = open(tmp_path / "worker.log", "w")
+        # The worker node gets a temp dir of its own, as on another machine: sharing the head's,
+        # its runtime-env agent deletes the unpacked working_dir that a job's driver runs in.
         worker = subprocess.Popen([sys.executable, str(REPO / "tests" / "ray_worker_node.py"), "start",
                                    f"--address=127.0.0.1:{gcs}", f"--dashboard-agent-listen-port={free_port()}",
-                                   *common],
+                                   f"--temp-dir={worker_tmp}", *common],
                                   env=env, stdout=log, stderr=subprocess.STDOUT)
         procs.append(worker)
         deadline = time.time() + 60
@@ -51,7 +55,7 @@ def ray_cluster(tmp_path):
             assert worker.poll() is None and time.time() < deadline, (
                 f"worker node did not join ({nodes} nodes):\n{_alive_nodes.last}\n{(tmp_path / 'worker.log').read_text()[-1000:]}")
             time.sleep(1)
-        yield {"env": env, "dashboard": f"http://127.0.0.1:{dash}", "gcs": f"127.0.0.1:{gcs}"}
+        yield {"env": env, "dashboard": f"http://127.0.0.1:{dash}", "gcs": f"127.0.0.1:{gcs}", "procs": procs}
     finally:
         pids = [p.pid for p in procs]
         descendants = [c for p in procs for c in _children(p.pid)]
@@ -64,6 +68,7 @@ def ray_cluster(tmp_path):
             current.unlink()
         psutil.wait_procs(descendants, timeout=30)
         left = [c for c in descendants if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+        shutil.rmtree(worker_tmp, ignore_errors=True)
         assert not left, f"processes left running after the cluster stopped: {left} (roots {pids})"
 
 
@@ -91,8 +96,8 @@ def _node_ids(cluster) -> dict[str, str]:
     return {("head" if n["is_head_node"] else "worker"): n["node_id"] for n in alive}
 
 
-def _submit(cluster, runtime_env: dict, *entrypoint: str, timeout: float = 600) -> str:
-    """`ray job submit --no-wait`, then poll `ray job status` until the job ends."""
+def _start_job(cluster, runtime_env: dict, *entrypoint: str) -> str:
+    """`ray job submit --no-wait`; the job's id."""
     base = [RAY, "job", "submit", "--address", cluster["dashboard"], "--working-dir", str(REPO),
             "--runtime-env-json", json.dumps(runtime_env), "--no-wait", "--"]
     deadline = time.time() + 120
@@ -104,20 +109,47 @@ def _submit(cluster, runtime_env: dict, *entrypoint: str, timeout: float = 600) 
             break
         time.sleep(3)
     assert out.returncode == 0, out.stderr[-2000:]
-    job_id = next(w.strip("'") for w in out.stdout.split() if w.strip("'").startswith("raysubmit_"))
+    return next(w.strip("'") for w in out.stdout.split() if w.strip("'").startswith("raysubmit_"))
+
+
+def _job_state(cluster, job_id: str) -> str:
+    """PENDING / RUNNING / SUCCEEDED / FAILED / STOPPED, from `ray job status`."""
+    st = subprocess.run([RAY, "job", "status", "--address", cluster["dashboard"], job_id],
+                        env=cluster["env"], capture_output=True, text=True)
+    # "Job 'raysubmit_..' succeeded" when it ended; "Status for job 'raysubmit_..': RUNNING" before
+    text = (st.stdout + st.stderr).lower()
+    return next((s for s in ("SUCCEEDED", "FAILED", "STOPPED", "RUNNING", "PENDING")
+                 if f"' {s.lower()}" in text or f"': {s.lower()}" in text), "UNKNOWN")
+
+
+def _wait_job(cluster, job_id: str, timeout: float = 600) -> None:
+    """Poll until the job ends; fail with its logs unless it succeeded."""
     deadline = time.time() + timeout
-    while True:
-        st = subprocess.run([RAY, "job", "status", "--address", cluster["dashboard"], job_id],
-                            env=cluster["env"], capture_output=True, text=True)
-        text = (st.stdout + st.stderr).lower()
-        if any(f"' {s}" in text for s in ("succeeded", "failed", "stopped")) or time.time() > deadline:
-            break
+    while (state := _job_state(cluster, job_id)) not in ("SUCCEEDED", "FAILED", "STOPPED") and time.time() < deadline:
         time.sleep(2)
-    if "' succeeded" not in text:
+    if state != "SUCCEEDED":
         logs = subprocess.run([RAY, "job", "logs", "--address", cluster["dashboard"], job_id],
                               env=cluster["env"], capture_output=True, text=True).stdout
-        pytest.fail(f"job {job_id} did not succeed:\n{st.stdout}{st.stderr}\n{logs[-4000:]}")
+        pytest.fail(f"job {job_id} ended {state}:\n{logs[-4000:]}")
+
+
+def _submit(cluster, runtime_env: dict, *entrypoint: str, timeout: float = 600) -> str:
+    job_id = _start_job(cluster, runtime_env, *entrypoint)
+    _wait_job(cluster, job_id, timeout)
     return job_id
+
+
+def _shards_by(out: Path, node_id: str | None) -> list[int]:
+    """Committed shards (those with a sidecar) encoded on ``node_id`` (None: on any node)."""
+    done = []
+    for sidecar in (out / "shards").glob("shard-*.json"):
+        try:
+            info = json.loads(sidecar.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if node_id is None or info.get("node_id") == node_id:
+            done.append(info["shard"])
+    return done
 
 
 def test_submitted_jobs_on_a_two_node_cluster(ray_cluster, mlflow_server, tmp_path, data_dir, tiny_bert):
@@ -171,3 +203,55 @@ def test_submitted_jobs_on_a_two_node_cluster(ray_cluster, mlflow_server, tmp_pa
     client = MlflowClient(mlflow_server)
     assert client.get_run(trained["mlflow_run_id"]).data.tags["rayrag.job"] == "train-infonce"
     assert client.get_model_version("tiny-submitted", trained["registered_version"]).run_id == trained["mlflow_run_id"]
+
+
+def _kill_node(proc: subprocess.Popen) -> list:
+    """SIGKILL a node's whole process tree at once (raylet, its workers, its agents): a node
+    lost as to a crash or an evicted pod, with no chance to say goodbye."""
+    procs = [psutil.Process(proc.pid), *_children(proc.pid)]
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=30)
+    return procs
+
+
+def test_encode_job_survives_the_loss_of_a_worker_node(ray_cluster, tmp_path, data_dir, tiny_bert):
+    from rayrag.encode.store import load_manifest, read_dense
+    from tests.fault_checks import temp_leftovers
+
+    runtime_env = {"env_vars": {"RAYRAG_DATA_DIR": str(data_dir), "TOKENIZERS_PARALLELISM": "false",
+                                "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}}
+    nodes = _node_ids(ray_cluster)
+    enc = tmp_path / "enc"
+    job = _start_job(ray_cluster, runtime_env, "python", "-m", "jobs.encode", "--model", str(tiny_bert),
+                     "--output-dir", str(enc), "kind=dense", "docs_per_shard=40", "num_actors=2",
+                     "cpus_per_actor=1")
+    # kill the worker node once it has committed shards of its own, while the job is mid-way
+    deadline = time.time() + 300
+    while not (worker_done := _shards_by(enc, nodes["worker"])):
+        if _job_state(ray_cluster, job) not in ("PENDING", "RUNNING"):
+            _wait_job(ray_cluster, job)  # fails, with the job's logs, unless it succeeded
+            pytest.fail("the job ended before the worker node committed a shard")
+        assert time.time() < deadline, "the worker node committed no shard in 300 s"
+        time.sleep(0.2)
+    _kill_node(ray_cluster["procs"][1])
+    before = set(_shards_by(enc, None))
+    assert not (enc / "manifest.json").exists(), "the job ended before the node was killed"
+    _wait_job(ray_cluster, job, timeout=600)
+
+    manifest = load_manifest(enc)
+    corpus_ids = [json.loads(line)["_id"] for line in (data_dir / "scifact" / "corpus.jsonl").open()]
+    ids, vectors = read_dense(enc)  # verify=True: every shard's checksum and count
+    assert manifest["count"] == len(corpus_ids) == len(ids) == vectors.shape[0]
+    assert sorted(ids) == sorted(corpus_ids)  # exactly one vector per document
+    by_shard = {s["shard"]: s["node_id"] for s in manifest["shards"]}
+    # what the worker finished before it died is kept; all that was left ran on the head
+    assert set(worker_done) <= {k for k, v in by_shard.items() if v == nodes["worker"]}
+    after = [k for k in by_shard if k not in before]
+    assert after and {by_shard[k] for k in after} == {nodes["head"]}, (len(after), nodes)
+    assert not temp_leftovers(enc)
+    print(f"node lost with {len(before)}/{len(by_shard)} shards committed ({len(worker_done)} by the worker); "
+          f"{len(after)} shards encoded on the head after the loss")
