@@ -184,27 +184,45 @@ def wait_for_http(url: str, proc: subprocess.Popen, timeout: float = 120, header
         time.sleep(0.5)
 
 
+def _process_tree(proc: subprocess.Popen) -> list:
+    import psutil
+
+    try:
+        return [psutil.Process(proc.pid)] + psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _send(procs: list, method: str) -> None:
+    import psutil
+
+    for p in procs:
+        try:
+            getattr(p, method)()
+        except psutil.NoSuchProcess:
+            pass
+
+
 def stop_process_tree(proc: subprocess.Popen, timeout: float = 60) -> None:
     """SIGTERM a process we started and everything under it, then SIGKILL what is left."""
     import psutil
 
-    try:
-        procs = [psutil.Process(proc.pid)] + psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        procs = []
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
+    procs = _process_tree(proc)
+    _send(procs, "terminate")
     _, alive = psutil.wait_procs(procs, timeout=timeout)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
+    _send(alive, "kill")
     psutil.wait_procs(alive, timeout=10)
     proc.wait(timeout=10)
+
+
+def kill_process_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a process we started and everything under it at once: a crash (or an evicted
+    pod) with no chance to clean up."""
+    import psutil
+
+    procs = _process_tree(proc)
+    _send(procs, "kill")
+    psutil.wait_procs(procs, timeout=30)
 
 
 @pytest.fixture
