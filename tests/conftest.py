@@ -10,6 +10,11 @@ from pathlib import Path
 
 # Ray reads this once at import: local test clusters must listen on 127.0.0.1 only.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# Every Ray the tests start (ray.init, `ray start`, submitted jobs) runs Serve with the settings
+# `jobs.serve run` and the k8s ConfigMap give it, so the tests exercise what ships.
+from rayrag.serve import ray_env  # noqa: E402
+
+ray_env.apply()
 
 import pytest  # noqa: E402
 

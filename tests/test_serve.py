@@ -144,6 +144,9 @@ def test_health_readiness_and_openapi(server):
     schema = c.get("/openapi.json").json()
     assert {"/search", "/v1/embeddings", "/v1/rerank", "/healthz", "/readyz"} <= set(schema["paths"])
     assert c.get("/docs").status_code == 200
+    # the bench's no-model route exists only where RAYRAG_BENCH_ROUTES=1 (bench/serve_cost.py)
+    assert "/bench/noop-search" not in schema["paths"]
+    assert c.post("/bench/noop-search", json={"query": "x"}).status_code == 404
     # the schema is this deployment's: its limits, its model, no key, and the errors it really answers
     request = schema["components"]["schemas"]["SearchRequest"]["properties"]
     assert {"type": "string", "maxLength": LIMITS["max_query_chars"]}.items() <= request["query"]["anyOf"][0].items()

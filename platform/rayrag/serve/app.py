@@ -11,6 +11,7 @@ body silently turns into a query-string parameter.
 
 import asyncio
 import base64
+import os
 import time
 from typing import Any
 
@@ -263,6 +264,16 @@ class Ingress:
         return SearchResponse(query=query, k=k, reranked=body.rerank, model=info["model"],
                               reranker=self.cfg.reranker_name or self.cfg.reranker if body.rerank else None,
                               results=[SearchHit(rank=i + 1, **h) for i, h in enumerate(results[:k])])
+
+    if os.environ.get("RAYRAG_BENCH_ROUTES") == "1":  # read at import, in each ingress replica
+        @api.post("/bench/noop-search", response_model=SearchResponse, include_in_schema=False)
+        async def noop_search(self, body: SearchRequest, creds=Depends(bearer)) -> SearchResponse:
+            """Bench only: exactly /search's hops (proxy -> ingress -> Retriever handle -> back) with
+            no model work, so bench/serve_cost.py can tell the path's cost from the model's."""
+            self._auth(creds)
+            hits = await _call(self.retriever.noop_search.remote(body.query or "", body.k or self.cfg.default_k))
+            return SearchResponse(query=body.query or "", k=body.k or self.cfg.default_k, reranked=False,
+                                  model="none", reranker=None, results=hits)
 
     @api.post("/v1/embeddings", response_model=EmbeddingsResponse, summary="OpenAI-compatible embeddings")
     async def embeddings(self, body: EmbeddingsRequest, creds=Depends(bearer)) -> EmbeddingsResponse:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -64,6 +65,7 @@ def cmd_run(args) -> int:
     from .local import curl_line, start
     from .serve_yaml import http_options, read
 
+    from . import ray_env
     from .auth import check_exposure, load_key
 
     doc, cfg = read(args.config, args.overrides)
@@ -71,6 +73,8 @@ def cmd_run(args) -> int:
     host, port = args.host or host, args.port or port
     key = load_key(cfg.auth)
     check_exposure(cfg.auth, key, host)  # before Ray starts: an open API stays on loopback
+    if not os.environ.get("RAY_ADDRESS"):  # a Ray this command starts gets Serve's settings (ray_env.py);
+        ray_env.apply()                    # a cluster's own are set where it starts (k8s: rayrag-env)
     started = init_ray()
     try:
         print(f"[serve] deploying {cfg.index} (reranker: {cfg.reranker or 'none'}) on http://{host}:{port}",

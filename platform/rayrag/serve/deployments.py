@@ -174,6 +174,10 @@ class Retriever:
             raise BadInput("query must be a non-empty string and k a positive integer")
         return await self._search_batch((query, k))
 
+    async def noop_search(self, query: str, k: int) -> list[dict]:
+        """The bench's no-model route: the same call and reply shape as ``search``, no work."""
+        return []
+
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
     async def _search_batch(self, items: list[tuple[str, int]]) -> list[list[dict]]:
         engine = self._engine()

@@ -1,0 +1,63 @@
+"""The fair baseline for Serve's cost: the same ``SearchEngine`` behind a plain ASGI app.
+
+One uvicorn process, FastAPI, the same request and response schemas as the served
+``/search`` (``SearchRequest`` -> ``SearchResponse``), the same index, query model and torch
+threads as one Retriever replica, access log off. ``/bench/noop-search`` validates the same
+body and answers with no model work: the framework's own ceiling on this machine.
+
+    python bench/asgi_baseline.py --index out/quickstart/index-flat --port 18100
+"""
+# no `from __future__ import annotations`: FastAPI must see the route signatures' real types
+import argparse
+
+
+def make_app(index: str, threads: int):
+    import torch
+    from fastapi import FastAPI
+
+    from rayrag.serve.config import ServeConfig
+    from rayrag.serve.engine import SearchEngine
+    from rayrag.serve.schemas import SearchHit, SearchRequest, SearchResponse
+
+    torch.set_num_threads(threads)
+    cfg = ServeConfig(index=index)
+    engine = SearchEngine(cfg)
+    app = FastAPI()
+
+    def answer(body: SearchRequest, hits: list[tuple[str, float]]) -> SearchResponse:
+        docs = engine.passages
+        return SearchResponse(query=body.query, k=body.k or cfg.default_k, reranked=False, model=engine.model_name,
+                              reranker=None, results=[
+                                  SearchHit(rank=i + 1, id=d, score=s, stage="retriever", retriever_score=s,
+                                            title=docs[d].title, text=docs[d].text) for i, (d, s) in enumerate(hits)])
+
+    # a plain `def` route: FastAPI runs it in its thread pool, as a plain deployment would
+    @app.post("/search", response_model=SearchResponse)
+    def search(body: SearchRequest) -> SearchResponse:
+        return answer(body, engine.search([body.query], body.k or cfg.default_k)[0])
+
+    @app.post("/bench/noop-search", response_model=SearchResponse)
+    async def noop_search(body: SearchRequest) -> SearchResponse:
+        return answer(body, [])
+
+    @app.get("/readyz")
+    async def readyz() -> dict:
+        return {"status": "ready"}
+
+    return app
+
+
+def main() -> None:
+    import uvicorn
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--index", required=True)
+    ap.add_argument("--port", type=int, default=18100)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (a Retriever replica's torch_threads)")
+    args = ap.parse_args()
+    uvicorn.run(make_app(args.index, args.threads), host="127.0.0.1", port=args.port, access_log=False,
+                log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

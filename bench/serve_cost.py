@@ -1,0 +1,281 @@
+"""Serve's cost per request, against a plain ASGI server on the same engine (issue #17).
+
+In one run, on this machine, with the same load client and the same queries:
+  1. in-process: ``SearchEngine.search`` called directly (the Retriever replica's torch threads),
+     sequential and from 16 threads;
+  2. the ASGI baseline (``bench/asgi_baseline.py``: uvicorn, one process, same schemas, access
+     log off);
+  3. the shipped Serve app (``python -m jobs.serve run``), once per variant of Serve's own
+     settings (environment variables of the Ray it starts, see VARIANTS).
+For 2 and 3: sequential /search p50/p99 (k=10), requests/s at concurrency 1, 4, 16 and 32, and
+the no-model route (``/bench/noop-search``: /search's hops, no model work) at concurrency 16.
+Each figure carries the load client's own CPU share (its CPU seconds over wall x cores): the
+client shares the 2 cores with the server, so that share is taken from whichever server runs.
+``--profile S`` then samples the proxy and replica processes with py-spy for S seconds of a
+concurrency-16 run of each Serve variant and lists the top costs per process.
+
+    python bench/serve_cost.py --index out/index-scifact-minilm-flat [--variants shipped] [--profile 20]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve_latency import concurrent, sequential, stats  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+# Serve's own settings, as environment variables of the Ray that `jobs.serve run` starts
+# (which sets rayrag.serve.ray_env.SERVE_ENV unless the environment already says otherwise)
+VARIANTS = {
+    "ray-defaults": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "0"},  # Ray Serve as it comes (rayrag before #17)
+    # user code and the handle's router on the replica's main event loop: two thread hops fewer
+    "same-loop": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "0", "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+                  "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"},
+    # as shipped: Ray's preset, i.e. the above plus direct ingress (the ingress replica answers
+    # HTTP itself), gRPC between deployments, buffered request-path logs, no log echo to stderr
+    "shipped": {},
+}
+
+
+def client_share(fn, *args, **kw) -> dict:
+    """Run one measurement; add the load client's CPU share of the machine while it ran."""
+    me = psutil.Process()
+    c0, t0 = sum(me.cpu_times()[:2]), time.perf_counter()
+    out = fn(*args, **kw)
+    out["client_cpu_share"] = round((sum(me.cpu_times()[:2]) - c0) / ((time.perf_counter() - t0) * os.cpu_count()), 3)
+    return out
+
+
+def in_process(index: str, queries: list[str], n_concurrent: int) -> dict:
+    import torch
+
+    from rayrag.serve.config import ServeConfig
+    from rayrag.serve.engine import SearchEngine
+
+    torch.set_num_threads(ServeConfig(index=index).retriever.torch_threads)
+    engine = SearchEngine(ServeConfig(index=index))
+
+    def one(q: str) -> float:
+        s = time.perf_counter()
+        hits = engine.search([q], 10)[0]
+        [engine.passages[d] for d, _ in hits]
+        return time.perf_counter() - s
+
+    for q in queries[:16]:
+        one(q)
+    t0 = time.perf_counter()
+    out = {"sequential": stats([one(q) for q in queries], time.perf_counter() - t0)}
+    with ThreadPoolExecutor(16) as pool:
+        t0 = time.perf_counter()
+        lat = list(pool.map(one, [queries[i % len(queries)] for i in range(n_concurrent)]))
+        out["c16"] = stats(lat, time.perf_counter() - t0)
+    return out
+
+
+def start_server(cmd: list[str], env: dict, url: str, log: Path, timeout: float = 600) -> subprocess.Popen:
+    import httpx
+
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(1)
+    stop(proc)
+    raise RuntimeError(f"{' '.join(cmd)} did not come up; its log:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the server we started (it stops its own Ray), then SIGKILL its group if it lingers."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+def measure(url: str, bodies: list[dict], n_sequential: int, n_concurrent: int, levels: list[int]) -> dict:
+    concurrent(url, bodies[:64], concurrency=8)  # warm: first calls pay kernel and allocator set-up
+    out = {"sequential": client_share(sequential, url, bodies[:n_sequential])}
+    for c in levels:
+        out[f"c{c}"] = client_share(concurrent, url, bodies[:n_concurrent], concurrency=c)
+    out["c16_noop"] = client_share(concurrent, url, bodies[:n_concurrent], concurrency=16, path="/bench/noop-search")
+    return out
+
+
+def serve_pids(root: int) -> dict[str, int]:
+    """The proxy and replica processes under a `jobs.serve run` process, by their Ray titles."""
+    found = {}
+    for p in psutil.Process(root).children(recursive=True):
+        try:
+            title = " ".join(p.cmdline())
+        except psutil.Error:
+            continue
+        for name in ("ProxyActor", "Ingress", "Retriever"):
+            if name in title and name not in found:
+                found[name] = p.pid
+    return found
+
+
+def listeners_beyond_loopback(root: int) -> list[str]:
+    """TCP listeners of the server's process tree bound to anything but 127.0.0.1 / ::1."""
+    procs = {root, *(p.pid for p in psutil.Process(root).children(recursive=True))}
+    out = set()
+    for c in psutil.net_connections(kind="tcp"):
+        if c.status == psutil.CONN_LISTEN and c.pid in procs and c.laddr.ip not in ("127.0.0.1", "::1", "::ffff:127.0.0.1"):
+            try:
+                title = psutil.Process(c.pid).cmdline()[0][:40]
+            except (psutil.Error, IndexError):
+                title = "?"
+            out.add(f"{title} {c.laddr.ip}:{c.laddr.port}")
+    return sorted(out)
+
+
+def direct_ingress_url(root: int) -> str | None:
+    """With direct ingress on, the ingress replica answers HTTP on a port of its own (Ray
+    allocates it from 30000-31000): what a front proxy such as HAProxy would forward to."""
+    pid = serve_pids(root).get("Ingress")
+    if pid is None:
+        return None
+    for c in psutil.Process(pid).net_connections(kind="tcp"):
+        if c.status == psutil.CONN_LISTEN and 30000 <= c.laddr.port <= 31000:
+            return f"http://127.0.0.1:{c.laddr.port}"
+    return None
+
+
+def top_costs(collapsed: Path, n: int = 12) -> dict:
+    """From py-spy's collapsed stacks: the share of samples in each function itself (self) and
+    anywhere on the stack (inclusive), top ``n`` of each."""
+    own, incl, total = Counter(), Counter(), 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")"
+                  if " (" in f else f for f in stack.split(";")]
+        c = int(count)
+        total += c
+        own[frames[-1]] += c
+        for f in set(frames):
+            incl[f] += c
+    pct = lambda cnt: {k: round(100 * v / total, 1) for k, v in cnt.most_common(n)}  # noqa: E731
+    return {"samples": total, "self_pct": pct(own), "inclusive_pct": pct(incl)}
+
+
+def profile(root: int, url: str, bodies: list[dict], seconds: int, folder: Path) -> dict:
+    pids = serve_pids(root)
+    spies = {name: subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
+                                     "--duration", str(seconds), "--rate", "50", "--format", "raw", "--nonblocking",
+                                     "--output", str(folder / f"{name}.txt")],
+                                    stdout=subprocess.DEVNULL, stderr=open(folder / f"{name}.log", "w"))
+             for name, pid in pids.items()}
+    t_end = time.time() + seconds
+    while time.time() < t_end:
+        concurrent(url, bodies[:200], concurrency=16)
+    out = {}
+    for name, spy in spies.items():
+        spy.wait(timeout=120)
+        path = folder / f"{name}.txt"
+        out[name] = top_costs(path) if path.is_file() else {"error": (folder / f"{name}.log").read_text()[-500:]}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--index", default="out/quickstart/index-flat")
+    ap.add_argument("--data-dir", default=os.environ.get("RAYRAG_DATA_DIR", "../shared/datasets"))
+    ap.add_argument("--sequential", type=int, default=200)
+    ap.add_argument("--concurrent", type=int, default=400, help="requests per concurrency level")
+    ap.add_argument("--levels", default="1,4,16,32")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--profile", type=int, default=0, help="seconds of py-spy sampling (0: none)")
+    ap.add_argument("--port", type=int, default=18200)
+    ap.add_argument("--out", default="out/bench/serve_cost.json")
+    args = ap.parse_args()
+
+    from rayrag.data.jsonl import read_jsonl
+
+    index = str(Path(args.index).resolve())
+    queries = [o["text"] for _, o in read_jsonl(Path(args.data_dir) / "scifact" / "queries.jsonl")]
+    n = max(args.sequential, args.concurrent, 64)
+    bodies = [{"query": queries[i % len(queries)], "k": 10} for i in range(n)]
+    levels = [int(c) for c in args.levels.split(",")]
+    out_dir = Path(args.out).parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict = {"machine": f"{os.cpu_count()} CPUs", "index": index, "requests_per_level": args.concurrent}
+    env = {k: v for k, v in os.environ.items() if k not in ("RAYRAG_API_KEY", "RAY_ADDRESS")}  # open, local
+    env.update(PYTHONPATH=f"{REPO / 'platform'}{os.pathsep}{REPO}", TOKENIZERS_PARALLELISM="false",
+               HF_HUB_OFFLINE="1", RAYRAG_BENCH_ROUTES="1")
+
+    print("[bench] in-process", flush=True)
+    results["in_process"] = in_process(index, queries[:args.sequential], args.concurrent)
+    print(json.dumps(results["in_process"]), flush=True)
+
+    url = f"http://127.0.0.1:{args.port}"
+    print("[bench] plain ASGI (uvicorn + FastAPI, one process)", flush=True)
+    proc = start_server([sys.executable, "bench/asgi_baseline.py", "--index", index, "--port", str(args.port)],
+                        env, url, out_dir / "serve_cost_asgi.log")
+    try:
+        results["asgi"] = measure(url, bodies, args.sequential, args.concurrent, levels)
+    finally:
+        stop(proc)
+    print(json.dumps(results["asgi"]), flush=True)
+
+    for name in args.variants.split(","):
+        print(f"[bench] Serve, {name}: {VARIANTS[name] or 'as shipped'}", flush=True)
+        proc = start_server([sys.executable, "-m", "jobs.serve", "run", "--port", str(args.port), f"index={index}"],
+                            {**env, **VARIANTS[name]}, url, out_dir / f"serve_cost_{name}.log")
+        try:
+            r = results[f"serve_{name}"] = measure(url, bodies, args.sequential, args.concurrent, levels)
+            r["c16_readyz"] = client_share(concurrent, url, [None] * args.concurrent, concurrency=16, path="/readyz")
+            r["listeners_beyond_loopback"] = listeners_beyond_loopback(proc.pid)
+            direct = direct_ingress_url(proc.pid)
+            if direct:  # the same app, its HTTP answered by the ingress replica, no proxy hop
+                print(f"[bench] direct ingress at {direct}", flush=True)
+                r["direct"] = measure(direct, bodies, args.sequential, args.concurrent, [16])
+            if args.profile:
+                print(f"[bench] profiling {args.profile} s at concurrency 16", flush=True)
+                (out_dir / f"profile_{name}").mkdir(exist_ok=True)
+                results[f"profile_{name}"] = profile(proc.pid, url, bodies, args.profile, out_dir / f"profile_{name}")
+        finally:
+            stop(proc)
+        print(json.dumps(r), flush=True)
+
+    base, asgi = results["in_process"], results["asgi"]
+    ratios = results["ratios"] = {"asgi_vs_in_process_c16": round(asgi["c16"]["rps"] / base["c16"]["rps"], 2)}
+    for name in args.variants.split(","):
+        s = results[f"serve_{name}"]
+        ratios[name] = {"serve_vs_asgi_c16": round(s["c16"]["rps"] / asgi["c16"]["rps"], 2),
+                        "overhead_p50_ms_vs_in_process": round(s["sequential"]["p50_ms"] - base["sequential"]["p50_ms"], 2),
+                        "noop_c16_rps": s["c16_noop"]["rps"], "noop_vs_asgi_noop": round(
+                            s["c16_noop"]["rps"] / asgi["c16_noop"]["rps"], 2)}
+        if "direct" in s:
+            d = s["direct"]
+            ratios[name]["direct"] = {
+                "serve_vs_asgi_c16": round(d["c16"]["rps"] / asgi["c16"]["rps"], 2),
+                "overhead_p50_ms_vs_in_process": round(d["sequential"]["p50_ms"] - base["sequential"]["p50_ms"], 2),
+                "noop_c16_rps": d["c16_noop"]["rps"]}
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""Ray Serve's own settings for the rayrag application: environment variables that Ray's
+processes read when they start (the controller decides whether proxies run; each replica
+whether user code gets a thread of its own), so they belong to the Ray instance, not to the
+Serve config file.
+
+``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` is Ray's documented preset (Ray >= 2.55, see "Enable High
+Throughput on Ray Serve with KubeRay"): the ingress replica answers HTTP itself (direct
+ingress, no proxy hop), deployments call each other over gRPC, user code and the handle's
+router share the replica's event loop, request-path logs are buffered. It makes Serve's own
+hops cheaper (bench/serve_cost.py; figures in docs/SERVE.md, "Cost per request"). An explicit
+value in the environment (``RAY_SERVE_THROUGHPUT_OPTIMIZED=0``) wins.
+"""
+from __future__ import annotations
+
+import os
+from typing import MutableMapping
+
+SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+
+
+def apply(environ: MutableMapping[str, str] = os.environ) -> dict[str, str]:
+    """Set each variable this process does not already set; the Ray it starts inherits them.
+    Returns the values in effect."""
+    for key, value in SERVE_ENV.items():
+        environ.setdefault(key, value)
+    return {key: environ[key] for key in SERVE_ENV}
