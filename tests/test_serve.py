@@ -552,6 +552,14 @@ def test_auth_on(server):
     r = httpx.post(f"{url}/search", json={"query": "cells"}, timeout=60)
     assert r.status_code == 401 and r.json()["error"]["code"] == "missing_api_key"
     assert r.headers["www-authenticate"] == "Bearer"
+    # the key is checked before the body: a keyless call with a bad body learns of the key first
+    for path, body in (("/search", {"query": "cells", "k": "many"}), ("/v1/embeddings", {"input": 5}),
+                       ("/v1/rerank", {"query": "q"})):
+        r = httpx.post(f"{url}{path}", json=body, timeout=60)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "missing_api_key", (path, r.text)
+    r = httpx.post(f"{url}/search", json={"query": "cells", "k": "many"}, headers={"Authorization": f"Bearer {KEY}"},
+                   timeout=60)
+    assert r.status_code == 400, r.text  # with the key, the body's own error
     for bad in ("Bearer wrong", f"Bearer {KEY}x", f"Basic {KEY}", KEY):
         r = httpx.post(f"{url}/search", json={"query": "cells"}, headers={"Authorization": bad}, timeout=60)
         assert r.status_code == 401, bad

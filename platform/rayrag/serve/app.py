@@ -46,6 +46,14 @@ api.add_middleware(AdmissionMiddleware)
 bearer = HTTPBearer(auto_error=False, description="API key, when the server has one configured")
 
 
+def require_key(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    """The API key check as a route dependency: FastAPI solves dependencies before it validates
+    the body, so a keyless call with a wrong body is told 401 (its first problem), not 400.
+    (A body that is not JSON at all is refused while it is read, before any dependency.) The
+    check is this replica's Ingress's, found as the admission middleware finds its gate."""
+    serve.get_replica_context().servable_object.check_key(creds)
+
+
 def _unicode(value: str, param: str) -> None:
     """JSON may carry a lone UTF-16 surrogate (``"\\ud800"``) and Python keeps it in the string, but
     tokenizers and the UTF-8 encoding of the answer fail on it: it was a 500, and it failed every
@@ -167,9 +175,6 @@ class Ingress:
         self._states: dict[str, dict] = {}
         self._states_at = float("-inf")
 
-    def _auth(self, creds: HTTPAuthorizationCredentials | None) -> None:
-        self.check_key(creds)
-
     async def _retriever_info(self) -> dict:
         if self._info is None or time.monotonic() - self._info_at > INFO_TTL_S:
             status = await self.retriever.status.remote()
@@ -208,7 +213,7 @@ class Ingress:
                      "details (models, errors) only for authenticated callers")
     async def readyz(self, creds=Depends(bearer)):
         if creds is not None:
-            self._auth(creds)  # a wrong key is a 401, not a quiet downgrade
+            self.check_key(creds)  # a wrong key is a 401, not a quiet downgrade
         details = self.open_details or (creds is not None and self.check_key.enabled)
         calls = {"retriever": self.retriever.status.remote()}
         if self.reranker is not None:
@@ -228,8 +233,7 @@ class Ingress:
         return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
     @api.post("/search", response_model=SearchResponse, summary="retrieve (and optionally rerank) passages")
-    async def search(self, body: SearchRequest, creds=Depends(bearer)) -> SearchResponse:
-        self._auth(creds)
+    async def search(self, body: SearchRequest, _: None = Depends(require_key)) -> SearchResponse:
         lim = self.limits
         if (body.query is None) == (body.messages is None):
             raise ApiError(400, "give exactly one of query and messages", param="query" if body.query is None
@@ -267,17 +271,15 @@ class Ingress:
 
     if os.environ.get("RAYRAG_BENCH_ROUTES") == "1":  # read at import, in each ingress replica
         @api.post("/bench/noop-search", response_model=SearchResponse, include_in_schema=False)
-        async def noop_search(self, body: SearchRequest, creds=Depends(bearer)) -> SearchResponse:
+        async def noop_search(self, body: SearchRequest, _: None = Depends(require_key)) -> SearchResponse:
             """Bench only: exactly /search's hops (proxy -> ingress -> Retriever handle -> back) with
             no model work, so bench/serve_cost.py can tell the path's cost from the model's."""
-            self._auth(creds)
             hits = await _call(self.retriever.noop_search.remote(body.query or "", body.k or self.cfg.default_k))
             return SearchResponse(query=body.query or "", k=body.k or self.cfg.default_k, reranked=False,
                                   model="none", reranker=None, results=hits)
 
     @api.post("/v1/embeddings", response_model=EmbeddingsResponse, summary="OpenAI-compatible embeddings")
-    async def embeddings(self, body: EmbeddingsRequest, creds=Depends(bearer)) -> EmbeddingsResponse:
-        self._auth(creds)
+    async def embeddings(self, body: EmbeddingsRequest, _: None = Depends(require_key)) -> EmbeddingsResponse:
         info = await self._retriever_info()
         if body.model != info["model"]:
             raise ApiError(404, f"model {body.model!r} does not exist; this server embeds with {info['model']!r}",
@@ -303,8 +305,7 @@ class Ingress:
 
     @api.post("/v1/rerank", response_model=RerankResponse, response_model_exclude_none=True,
               summary="Cohere/Jina-style rerank")
-    async def rerank(self, body: RerankRequest, creds=Depends(bearer)) -> RerankResponse:
-        self._auth(creds)
+    async def rerank(self, body: RerankRequest, _: None = Depends(require_key)) -> RerankResponse:
         if self.reranker is None:  # the same answer as /search with rerank: true
             raise ApiError(400, "this server has no reranker configured", param="model", code="no_reranker")
         name = self.cfg.reranker_name or self.cfg.reranker
@@ -326,8 +327,7 @@ class Ingress:
                          document=RerankDocument(text=docs[i]) if body.return_documents else None) for i in order])
 
     @api.get("/v1/models", response_model=ModelList, summary="OpenAI-compatible model list")
-    async def models(self, creds=Depends(bearer)) -> ModelList:
-        self._auth(creds)
+    async def models(self, _: None = Depends(require_key)) -> ModelList:
         names = [(await self._retriever_info())["model"]]
         if self.reranker is not None:
             names.append(self.cfg.reranker_name or self.cfg.reranker)
