@@ -63,8 +63,9 @@ def in_process(index: str, queries: list[str], n_concurrent: int) -> dict:
     from rayrag.serve.config import ServeConfig
     from rayrag.serve.engine import SearchEngine
 
-    torch.set_num_threads(ServeConfig(index=index).retriever.torch_threads)
-    engine = SearchEngine(ServeConfig(index=index))
+    cfg = ServeConfig(index=index)
+    torch.set_num_threads(cfg.retriever.torch_threads)  # what one Retriever replica gets
+    engine = SearchEngine(cfg)
 
     def one(q: str) -> float:
         s = time.perf_counter()
@@ -161,6 +162,12 @@ def direct_ingress_url(root: int) -> str | None:
     return None
 
 
+def _frame(raw: str) -> str:
+    """py-spy's "function (path/to/file.py:line)" as "function (file.py)": one entry per function."""
+    name, paren, where = raw.partition(" (")
+    return f"{name} ({where.split(':')[0].rsplit('/', 1)[-1]})" if paren else raw
+
+
 def top_costs(collapsed: Path, n: int = 12) -> dict:
     """From py-spy's collapsed stacks: the share of samples in each function itself (self) and
     anywhere on the stack (inclusive), top ``n`` of each."""
@@ -169,8 +176,7 @@ def top_costs(collapsed: Path, n: int = 12) -> dict:
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue
-        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")"
-                  if " (" in f else f for f in stack.split(";")]
+        frames = [_frame(f) for f in stack.split(";")]
         c = int(count)
         total += c
         own[frames[-1]] += c

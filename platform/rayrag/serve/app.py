@@ -274,9 +274,9 @@ class Ingress:
         async def noop_search(self, body: SearchRequest, _: None = Depends(require_key)) -> SearchResponse:
             """Bench only: exactly /search's hops (proxy -> ingress -> Retriever handle -> back) with
             no model work, so bench/serve_cost.py can tell the path's cost from the model's."""
-            hits = await _call(self.retriever.noop_search.remote(body.query or "", body.k or self.cfg.default_k))
-            return SearchResponse(query=body.query or "", k=body.k or self.cfg.default_k, reranked=False,
-                                  model="none", reranker=None, results=hits)
+            query, k = body.query or "", body.k or self.cfg.default_k
+            hits = await _call(self.retriever.noop_search.remote(query, k))
+            return SearchResponse(query=query, k=k, reranked=False, model="none", reranker=None, results=hits)
 
     @api.post("/v1/embeddings", response_model=EmbeddingsResponse, summary="OpenAI-compatible embeddings")
     async def embeddings(self, body: EmbeddingsRequest, _: None = Depends(require_key)) -> EmbeddingsResponse:

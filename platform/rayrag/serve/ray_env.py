@@ -18,9 +18,7 @@ from typing import MutableMapping
 SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 
 
-def apply(environ: MutableMapping[str, str] = os.environ) -> dict[str, str]:
-    """Set each variable this process does not already set; the Ray it starts inherits them.
-    Returns the values in effect."""
+def apply(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Set each variable this process does not already set; the Ray it starts inherits them."""
     for key, value in SERVE_ENV.items():
         environ.setdefault(key, value)
-    return {key: environ[key] for key in SERVE_ENV}
