@@ -121,13 +121,15 @@ def load_manifest(folder: str | Path) -> dict:
         raise DataError(f"{path}: malformed JSON ({e.msg})") from None
 
 
-def iter_shards(folder: str | Path, verify: bool = True) -> Iterator[tuple[dict, "object"]]:
-    """Yield ``(shard_info, pyarrow.Table)`` for each shard of a finished encode output."""
+def iter_shards(folder: str | Path, verify: bool = True,
+                shards: list[dict] | None = None) -> Iterator[tuple[dict, "object"]]:
+    """Yield ``(shard_info, pyarrow.Table)`` for each shard of a finished encode output (or for
+    ``shards``, a part of its manifest's list)."""
     import pyarrow.parquet as pq
 
     folder = Path(folder)
     manifest = load_manifest(folder)
-    for info in manifest["shards"]:
+    for info in manifest["shards"] if shards is None else shards:
         path = folder / info["file"]
         if not path.is_file():
             raise DataError(f"{path}: shard listed in the manifest is missing")
@@ -136,34 +138,37 @@ def iter_shards(folder: str | Path, verify: bool = True) -> Iterator[tuple[dict,
         yield info, pq.read_table(path)
 
 
-def read_dense(folder: str | Path, verify: bool = True) -> tuple[list[str], np.ndarray]:
-    """All ids and vectors of a dense encode output (for indexing; memory = N x dim floats)."""
+def read_dense(folder: str | Path, verify: bool = True,
+               shards: list[dict] | None = None) -> tuple[list[str], np.ndarray]:
+    """All ids and vectors of a dense encode output, or of ``shards`` of it (for indexing;
+    memory = N x dim floats)."""
     manifest = load_manifest(folder)
     if manifest["kind"] != "dense":
         raise DataError(f"{folder}: holds {manifest['kind']} vectors, not dense")
     ids: list[str] = []
-    vecs = np.empty((manifest["count"], manifest["dim"]), dtype=np.float32)
+    count = manifest["count"] if shards is None else sum(s["count"] for s in shards)
+    vecs = np.empty((count, manifest["dim"]), dtype=np.float32)
     row = 0
-    for _, table in iter_shards(folder, verify):
+    for _, table in iter_shards(folder, verify, shards):
         n = table.num_rows
         ids.extend(table.column("id").to_pylist())
         flat = table.column("vector").combine_chunks().flatten().to_numpy()
         vecs[row:row + n] = flat.reshape(n, manifest["dim"])
         row += n
-    if row != manifest["count"]:
-        raise DataError(f"{folder}: manifest says {manifest['count']} vectors, shards hold {row}")
+    if row != count:
+        raise DataError(f"{folder}: manifest says {count} vectors, shards hold {row}")
     return ids, vecs
 
 
-def read_sparse(folder: str | Path, verify: bool = True):
-    """All ids and a CSR [N, vocab] matrix of a sparse encode output."""
+def read_sparse(folder: str | Path, verify: bool = True, shards: list[dict] | None = None):
+    """All ids and a CSR [N, vocab] matrix of a sparse encode output (or of ``shards`` of it)."""
     import scipy.sparse as sp
 
     manifest = load_manifest(folder)
     if manifest["kind"] != "sparse":
         raise DataError(f"{folder}: holds {manifest['kind']} vectors, not sparse")
     ids, blocks = [], []
-    for _, table in iter_shards(folder, verify):
+    for _, table in iter_shards(folder, verify, shards):
         ids.extend(table.column("id").to_pylist())
         ind = table.column("indices").combine_chunks()
         val = table.column("values").combine_chunks()

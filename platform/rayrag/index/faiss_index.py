@@ -45,26 +45,38 @@ def gpu_count() -> int:
 
 def build_faiss(vectors: np.ndarray, p: FaissParams):
     """Build an index over ``vectors`` [N, d] float32 (row i gets id i)."""
+    p.validate(vectors.shape[1])
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    sample = None
+    if p.kind == "ivfpq":
+        sample = vectors[training_rows(len(vectors), p)]
+    return fill_index(train_faiss(sample, vectors.shape[1], len(vectors), p), vectors, p)
+
+
+def training_rows(n: int, p: FaissParams) -> np.ndarray:
+    """Which of ``n`` rows train IVF-PQ, in training order: the same draw for a sharded build
+    (which gathers them shard by shard) as for one index, so both train the same quantizer."""
+    return np.random.default_rng(p.seed).choice(n, size=min(p.train_size, n), replace=False)
+
+
+def train_faiss(sample: np.ndarray | None, dim: int, n_total: int, p: FaissParams):
+    """The empty, trained index every shard starts from (a copy each): for IVF-PQ the coarse
+    quantizer and PQ codebooks learnt on ``sample``, sized for ``n_total`` vectors in all shards,
+    so scores from different shards are comparable; Flat and HNSW need no training."""
     import faiss
 
-    p.validate(vectors.shape[1])
-    n, d = vectors.shape
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    p.validate(dim)
     if p.kind == "flat":
-        index = faiss.IndexFlatIP(d)
-        index.add(vectors)
-        return index
+        return faiss.IndexFlatIP(dim)
     if p.kind == "hnsw":
-        index = faiss.IndexHNSWFlat(d, p.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexHNSWFlat(dim, p.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = p.hnsw_ef_construction
         index.hnsw.efSearch = p.hnsw_ef_search
-        index.add(vectors)
         return index
-    nlist = p.ivf_nlist or max(1, min(int(4 * np.sqrt(n)), n // 39))  # FAISS wants >= 39 points per list
-    quantizer = faiss.IndexFlatIP(d)
-    ivfpq = faiss.IndexIVFPQ(quantizer, d, nlist, p.pq_m, p.pq_bits, faiss.METRIC_INNER_PRODUCT)
-    rng = np.random.default_rng(p.seed)
-    sample = vectors[rng.choice(n, size=min(p.train_size, n), replace=False)]
+    nlist = p.ivf_nlist or max(1, min(int(4 * np.sqrt(n_total)), n_total // 39))  # FAISS wants >= 39 points per list
+    quantizer = faiss.IndexFlatIP(dim)
+    ivfpq = faiss.IndexIVFPQ(quantizer, dim, nlist, p.pq_m, p.pq_bits, faiss.METRIC_INNER_PRODUCT)
+    sample = np.ascontiguousarray(sample, dtype=np.float32)
     train_target = ivfpq
     if p.use_gpu and gpu_count():
         train_target = faiss.index_cpu_to_all_gpus(ivfpq)
@@ -72,17 +84,28 @@ def build_faiss(vectors: np.ndarray, p: FaissParams):
     if train_target is not ivfpq:
         ivfpq = faiss.index_gpu_to_cpu(train_target)
     ivfpq.nprobe = p.nprobe
-    index = ivfpq
-    if p.rescore:
+    return ivfpq
+
+
+def fill_index(trained, vectors: np.ndarray, p: FaissParams):
+    """A copy of ``trained`` holding ``vectors`` (rows 0..n-1), with IVF-PQ's exact re-scoring."""
+    import faiss
+
+    index = faiss.clone_index(trained)
+    if p.kind == "ivfpq" and p.rescore:
         # IndexRefineFlat keeps the exact vectors and re-ranks rescore*k PQ candidates.
-        index = faiss.IndexRefineFlat(ivfpq)
+        index = faiss.IndexRefineFlat(index)
         index.k_factor = float(p.rescore)
-    index.add(vectors)
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index
 
 
 def set_search_params(index, p: FaissParams) -> None:
     import faiss
+
+    if hasattr(index, "set_params"):  # a ShardedIndex: every shard, wherever it runs
+        index.set_params(p)
+        return
 
     base = faiss.downcast_index(index.base_index) if isinstance(index, faiss.IndexRefine) else index
     if hasattr(base, "hnsw"):

@@ -1,4 +1,6 @@
-"""Saved indexes: ``index.faiss`` or ``postings.npz``, ``ids.txt`` and a manifest with checksums.
+"""Saved indexes: ``index.faiss`` or ``postings.npz``, ``ids.txt``, optionally the passages
+(``passages.arrow``), and a manifest with checksums. A sharded index (``sharded.py``) is a
+folder of such indexes under one more manifest; ``load_index`` opens either.
 
 Loading re-checks every checksum, the id count against the index size and, when the caller
 knows it, the query encoder's dimension, so a damaged or mismatched index fails loudly
@@ -13,6 +15,7 @@ from typing import Any
 
 from ..errors import DataError
 from ..io import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
+from .passages import PASSAGES_FILE, Passages, PassageStore
 
 INDEX_FILES = {"dense": "index.faiss", "sparse": "postings.npz"}
 
@@ -23,9 +26,24 @@ class LoadedIndex:
     index: Any  # faiss index or InvertedIndex
     ids: list[str]
     manifest: dict
+    passages: Any = None  # Mapping[id, Document] over memory-mapped passages.arrow, when stored
 
 
-def save_index(folder: Path, kind: str, index: Any, ids: list[str], manifest: dict) -> dict:
+def index_kind(manifest: dict) -> str | None:
+    """"dense" or "sparse": what the vectors are, for one index or a sharded one."""
+    return manifest.get("shard_kind") if manifest.get("kind") == "sharded" else manifest.get("kind")
+
+
+def index_files(kind: str) -> set[str]:
+    """The files a saved index of ``kind`` must list (passages.arrow may be listed too)."""
+    return {INDEX_FILES[kind], "ids.txt"}
+
+
+def save_index(folder: Path, kind: str, index: Any, ids: list[str], manifest: dict, corpus=None) -> dict:
+    """Write the index, its ids and (with ``corpus``, a ``{id: Document}`` mapping) its passages;
+    the manifest, with every file's checksum, is written last."""
+    from .passages import write_passages
+
     folder.mkdir(parents=True, exist_ok=True)
     main = folder / INDEX_FILES[kind]
     if kind == "dense":
@@ -36,32 +54,44 @@ def save_index(folder: Path, kind: str, index: Any, ids: list[str], manifest: di
         with atomic_path(main) as tmp:
             index.save(tmp)
     atomic_write_bytes(folder / "ids.txt", ("\n".join(ids) + "\n").encode())
-    manifest = dict(manifest, kind=kind, count=len(ids), files={
-        main.name: sha256_file(main), "ids.txt": sha256_file(folder / "ids.txt")})
+    names = [main.name, "ids.txt"]
+    if corpus is not None:
+        write_passages(folder / PASSAGES_FILE, ids, corpus)
+        names.append(PASSAGES_FILE)
+    manifest = dict(manifest, kind=kind, count=len(ids), files={n: sha256_file(folder / n) for n in names})
     atomic_write_json(folder / "manifest.json", manifest)  # written last: the index is complete
     return manifest
 
 
-def load_index(folder: str | Path, expected_dim: int | None = None) -> LoadedIndex:
-    folder = Path(folder)
+def read_manifest(folder: Path) -> dict:
     mpath = folder / "manifest.json"
     if not mpath.is_file():
         raise DataError(f"{folder} is not a finished rayrag index (no manifest.json)")
     try:
-        manifest = json.loads(mpath.read_text())
+        return json.loads(mpath.read_text())
     except json.JSONDecodeError as e:
         raise DataError(f"{mpath}: malformed JSON ({e.msg})") from None
+
+
+def load_index(folder: str | Path, expected_dim: int | None = None,
+               shard_actor_cpus: float | None = None) -> LoadedIndex:
+    """A saved index, every checksum and size checked; a sharded one behaves as one index
+    (``shard_actor_cpus``: its shards are loaded and searched by Ray actors of that many CPUs)."""
+    folder = Path(folder)
+    mpath = folder / "manifest.json"
+    manifest = read_manifest(folder)
     kind = manifest.get("kind")
+    if kind == "sharded":
+        from .sharded import load_sharded
+
+        return load_sharded(folder, manifest, expected_dim, shard_actor_cpus)
     if kind not in INDEX_FILES:
         raise DataError(f"{mpath}: unknown index kind {kind!r}")
-    for name, digest in manifest.get("files", {}).items():
-        path = folder / name
-        if not path.is_file():
-            raise DataError(f"{path} is missing (listed in {mpath.name})")
-        if sha256_file(path) != digest:
-            raise DataError(f"{path}: checksum mismatch: the file is damaged or was replaced after indexing")
-    if set(manifest.get("files", {})) != {INDEX_FILES[kind], "ids.txt"}:
-        raise DataError(f"{mpath}: must list checksums for {INDEX_FILES[kind]} and ids.txt")
+    verify_files(folder, manifest.get("files", {}), mpath.name)
+    listed = set(manifest.get("files", {}))
+    if not index_files(kind) <= listed <= index_files(kind) | {PASSAGES_FILE}:
+        raise DataError(f"{mpath}: must list checksums for {INDEX_FILES[kind]} and ids.txt "
+                        f"(and {PASSAGES_FILE} when stored), lists {sorted(listed)}")
     ids = (folder / "ids.txt").read_text().split("\n")[:-1]
     if kind == "dense":
         import faiss
@@ -82,4 +112,17 @@ def load_index(folder: str | Path, expected_dim: int | None = None) -> LoadedInd
     if expected_dim is not None and dim != expected_dim:
         raise DataError(f"{folder}: index dimension {dim} does not match the query encoder's {expected_dim} "
                         f"(index built with model {manifest.get('model')!r})")
-    return LoadedIndex(kind, index, ids, manifest)
+    passages = None
+    if PASSAGES_FILE in listed:
+        passages = Passages([PassageStore(folder / PASSAGES_FILE, ids)], [ids])
+    return LoadedIndex(kind, index, ids, manifest, passages)
+
+
+def verify_files(folder: Path, files: dict[str, str], listed_in: str) -> None:
+    """Every file a manifest lists exists and still has its recorded sha256."""
+    for name, digest in files.items():
+        path = folder / name
+        if not path.is_file():
+            raise DataError(f"{path} is missing (listed in {listed_in})")
+        if sha256_file(path) != digest:
+            raise DataError(f"{path}: checksum mismatch: the file is damaged or was replaced after indexing")

@@ -5,7 +5,7 @@ from typing import Mapping
 
 from ..data.beir import Document
 from ..index.faiss_index import FaissParams, search_faiss, set_search_params
-from ..index.store import load_index
+from ..index.store import index_kind, load_index
 from .base import Retriever, Run
 
 
@@ -22,7 +22,7 @@ class IndexRetriever(Retriever):
 
     def __init__(self, folder: str, name: str | None = None, batch_size: int = 64,
                  max_length: int | None = None, faiss: FaissParams | None = None, reasoning: str | None = None,
-                 reasoning_margin: float = 0.02, cot: str = "own"):
+                 reasoning_margin: float = 0.02, cot: str = "own", shard_actor_cpus: float | None = None):
         self.name = name or f"index:{folder}"
         self.loaded = None
         self.folder = folder
@@ -30,6 +30,7 @@ class IndexRetriever(Retriever):
         self.faiss_params = faiss
         self.reasoning, self.reasoning_margin = reasoning, reasoning_margin  # None: on, for a reasoning model
         self.cot = cot  # a reasoning model's CoT ablation (own | empty | random | query)
+        self.shard_actor_cpus = shard_actor_cpus  # a sharded index: its shards on Ray actors of this many CPUs
 
     def index(self, corpus: Mapping[str, Document] | None = None) -> None:
         from ..errors import DataError
@@ -46,7 +47,7 @@ class IndexRetriever(Retriever):
         manifest = json.loads(mpath.read_text())
         model = manifest["model"]
         model_ref = model if model in BUILTINS else manifest.get("model_path", model)
-        if manifest.get("kind") == "dense":
+        if index_kind(manifest) == "dense":
             from ..models.reasoning_encoder import load_dense_encoder
 
             # an LREM index's queries reason-then-embed (options.reasoning); the rest embed directly
@@ -58,7 +59,7 @@ class IndexRetriever(Retriever):
 
             self.encoder = SpladeEncoder(model_ref, max_length=self.max_length or 256)
             dim = self.encoder.vocab_size
-        self.loaded = load_index(self.folder, expected_dim=dim)
+        self.loaded = load_index(self.folder, expected_dim=dim, shard_actor_cpus=self.shard_actor_cpus)
         if self.loaded.kind == "dense" and self.faiss_params is not None:
             set_search_params(self.loaded.index, self.faiss_params)
         if corpus is not None:

@@ -18,6 +18,10 @@ class RetrieverOptions:
     fusion_weights: list[float] | None = None  # hybrid(): one weight per part; None = equal
     fusion_depth: int = 1000  # candidates each part contributes to a fusion
     faiss: FaissParams = field(default_factory=FaissParams)  # for "<model>+hnsw" etc.
+    # index:<sharded folder>: search each shard in a Ray actor (spread over the cluster's nodes)
+    # instead of in the retriever's process; each actor reserves shard_actor_cpus
+    shard_actors: bool = False
+    shard_actor_cpus: float = 1.0
     # reasoning:<folder> (LREM): on = write a CoT then embed; off = embed the query directly;
     # auto = reason only for queries whose direct top-1 margin is below reasoning_margin
     reasoning: str = "on"
@@ -34,3 +38,5 @@ class RetrieverOptions:
             raise ConfigError(f"options.cot must be own, empty, random or query, got {self.cot!r}")
         if self.reasoning_margin < 0:
             raise ConfigError("options.reasoning_margin must be >= 0")
+        if not self.shard_actor_cpus > 0:
+            raise ConfigError("options.shard_actor_cpus must be > 0")

@@ -113,7 +113,8 @@ def _build(s: Spec, name: str, o: RetrieverOptions) -> Retriever:
         # auto on such an index is refused by the encoder loader rather than ignored
         return IndexRetriever(s.arg, name=name, batch_size=o.batch_size, max_length=o.max_length, faiss=o.faiss,
                               reasoning=None if o.reasoning == "on" else o.reasoning,
-                              reasoning_margin=o.reasoning_margin, cot=o.cot)
+                              reasoning_margin=o.reasoning_margin, cot=o.cot,
+                              shard_actor_cpus=o.shard_actor_cpus if o.shard_actors else None)
     from .fusion import FusionRetriever
 
     parts = [_build(p, _name(p), o) for p in s.parts]

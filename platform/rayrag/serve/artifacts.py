@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..data.beir import Document
 from ..errors import DataError, ModelNotFoundError
 from ..io import atomic_dir
 from .config import REF_SCHEMES
@@ -81,30 +80,3 @@ def check_safe_weights(folder: Path) -> None:
                                  f"safetensors (model.save_pretrained(..., safe_serialization=True)); "
                                  f"pickles are never loaded by the server")
     raise ModelNotFoundError(f"{folder}: no *.safetensors weights found")
-
-
-def load_passages(path: Path, sha256: str | None, ids: list[str]) -> dict[str, Document]:
-    """The passages behind ``ids``; the corpus must be the one the index was built from."""
-    from ..io import sha256_file
-
-    if not path.is_file():
-        raise DataError(f"corpus {path} not found: set `corpus` to the BEIR corpus the index was built from")
-    if sha256 and sha256_file(path) != sha256:
-        raise DataError(f"corpus {path} differs from the one the index was built from (sha256 mismatch)")
-    if path.suffix == ".parquet":
-        corpus = _read_parquet(path)
-    else:
-        from ..data.beir import load_corpus
-
-        corpus = load_corpus(path)
-    missing = [i for i in ids if i not in corpus]
-    if missing:
-        raise DataError(f"corpus {path} lacks {len(missing)} indexed documents (e.g. {missing[0]!r})")
-    return {i: corpus[i] for i in ids}
-
-
-def _read_parquet(path: Path) -> dict[str, Document]:
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path, columns=["_id", "title", "text"]).to_pydict()
-    return {str(i): Document(t or "", x or "") for i, t, x in zip(table["_id"], table["title"], table["text"])}

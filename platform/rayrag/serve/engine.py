@@ -13,7 +13,8 @@ import numpy as np
 
 from ..assets import BUILTINS
 from ..errors import DataError
-from .artifacts import fetch, load_passages, model_ref
+from ..index.passages import load_passages
+from .artifacts import fetch, model_ref
 from .config import ServeConfig
 
 
@@ -21,7 +22,7 @@ class SearchEngine:
     """Query encoder + saved index + passage text for one served index."""
 
     def __init__(self, cfg: ServeConfig):
-        from ..index.store import load_index
+        from ..index.store import index_kind, load_index
 
         folder = fetch(cfg.index)
         mpath = folder / "manifest.json"
@@ -31,7 +32,7 @@ class SearchEngine:
         # as IndexRetriever does: a built-in by name, anything else by the path the encode job saw
         model = cfg.query_model or (manifest["model"] if manifest["model"] in BUILTINS
                                     else manifest.get("model_path", manifest["model"]))
-        self.kind = manifest.get("kind")
+        self.kind = index_kind(manifest)
         if self.kind == "dense":
             from ..models.reasoning_encoder import load_dense_encoder
 

@@ -1,0 +1,162 @@
+"""A sharded index: N complete indexes searched in parallel and merged exactly.
+
+Layout (written by ``shard_build.py``)::
+
+    manifest.json            kind "sharded": the shards in order, each shard manifest's sha256,
+                             the shared trained index, the deletions; written last (commit point)
+    trained.faiss            dense: the empty trained index every shard was copied from (for
+                             IVF-PQ the coarse quantizer and PQ codebooks), kept for appends
+    deleted-<n>.tsv          the n documents deleted since: "<shard dir>\\t<id>" per line
+    shards/<dir>/            a complete index (index.faiss | postings.npz, ids.txt,
+                             passages.arrow, manifest.json), loadable on its own
+
+Rows are global: shard s's row r is ``offsets[s] + r``, and ``ids`` is every shard's ids.txt
+in order, so callers use a ShardedIndex exactly as they use one FAISS or inverted index
+(``search`` keeps each kind's own return convention). Each shard answers its own top
+``k + (its deleted rows)``, so at least ``k`` live results survive the deletion filter.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import DataError
+from .merge import merge_topk
+
+# One shard's search: (queries, k) -> (scores [Q, k'], local rows [Q, k'], -1 = none)
+Searcher = Callable[[object, int], tuple[np.ndarray, np.ndarray]]
+
+
+def local_searcher(loaded) -> Searcher:
+    """Search one loaded shard in this process (FAISS and scipy release the GIL while they work)."""
+    if loaded.kind == "dense":
+        from .faiss_index import search_faiss
+
+        return lambda q, k: search_faiss(loaded.index, q, k)
+
+    def sparse(q, k):
+        rows, scores = loaded.index.search(q, k)
+        return scores, rows
+    return sparse
+
+
+class ShardedIndex:
+    """Shards behind ``searchers`` (in this process, or Ray actors: ``shard_actors.py``)."""
+
+    def __init__(self, kind: str, dim: int, counts: list[int], deleted_rows: np.ndarray,
+                 searchers: list[Searcher], tuners: list[Callable] | None = None):
+        self.kind = kind  # the shards' kind: "dense" | "sparse"
+        self.counts = list(counts)
+        self.offsets = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
+        self.deleted = np.sort(np.asarray(deleted_rows, dtype=np.int64))
+        # per shard: how many of its rows are deleted, so it is asked for that many more
+        self.deleted_per_shard = np.diff(np.searchsorted(self.deleted, self.offsets))
+        self.searchers, self.tuners = searchers, tuners or []
+        self._pool = ThreadPoolExecutor(max_workers=len(searchers), thread_name_prefix="shard")
+        self.d = self.vocab_size = dim  # FAISS's and the inverted index's names for the dimension
+
+    @property
+    def ntotal(self) -> int:  # FAISS's name for the number of rows (deleted ones included)
+        return int(self.offsets[-1])
+
+    num_docs = ntotal  # the inverted index's name for it
+
+    def set_params(self, p) -> None:
+        """FAISS search settings (nprobe, efSearch, re-scoring) on every shard."""
+        for tune in self.tuners:
+            tune(p)
+
+    def search_rows(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """-> (scores [Q, k'], global rows [Q, k']): every shard in parallel, merged exactly."""
+        jobs = [self._pool.submit(search, queries, int(min(k + extra, n)))
+                for search, extra, n in zip(self.searchers, self.deleted_per_shard, self.counts)]
+        parts = []
+        for off, job in zip(self.offsets[:-1], jobs):
+            scores, rows = job.result()
+            rows = np.asarray(rows, dtype=np.int64)
+            parts.append((scores, np.where(rows >= 0, rows + off, -1)))
+        return merge_topk(parts, k, self.deleted)
+
+    def search(self, queries, k: int):
+        """The shards' own convention: dense -> (scores, rows) as FAISS; sparse -> (rows, scores)."""
+        scores, rows = self.search_rows(queries, k)
+        if self.kind == "dense":
+            return scores, rows
+        return rows, np.where(rows >= 0, scores, 0.0)
+
+
+def verify_sharded(folder: Path, manifest: dict) -> None:
+    """The top manifest's own files, and each shard's manifest, against their recorded sha256
+    (each shard's files are checked against its manifest when it loads)."""
+    from .store import verify_files
+
+    if not manifest.get("shards"):
+        raise DataError(f"{folder}/manifest.json: a sharded index must list its shards")
+    verify_files(folder, manifest.get("files", {}), "manifest.json")
+    verify_files(folder, {f"{s['dir']}/manifest.json": s["manifest_sha256"] for s in manifest["shards"]},
+                 "manifest.json")
+
+
+def deleted_pairs(folder: Path, manifest: dict) -> list[tuple[str, str]]:
+    names = [n for n in manifest.get("files", {}) if n.startswith("deleted-")]
+    if not names:
+        return []
+    lines = (folder / names[0]).read_text().splitlines()
+    return [tuple(line.split("\t", 1)) for line in lines if line]
+
+
+def load_sharded(folder: Path, manifest: dict, expected_dim: int | None = None,
+                 shard_actor_cpus: float | None = None):
+    """The shards (checksums, sizes, dimension as ``load_index``), deletions and passages.
+
+    ``shard_actor_cpus``: each shard is loaded and searched by a Ray actor (``shard_actors.py``), and
+    this process holds only the ids; passages are then not opened (evaluation needs none)."""
+    from .passages import Passages
+    from .store import LoadedIndex, load_index
+
+    folder = Path(folder)
+    verify_sharded(folder, manifest)
+    dirs = [e["dir"] for e in manifest["shards"]]
+    if shard_actor_cpus:
+        from .shard_actors import start_shard_actors
+
+        ids_per_shard, searchers, tuners = start_shard_actors(folder, manifest, expected_dim, shard_actor_cpus)
+        passages = None
+    else:
+        shards = [load_index(folder / d, expected_dim) for d in dirs]
+        if {s.kind for s in shards} != {manifest.get("shard_kind")}:
+            raise DataError(f"{folder}: shards are {sorted({s.kind for s in shards})}, "
+                            f"the manifest says {manifest.get('shard_kind')!r}")
+        ids_per_shard = [s.ids for s in shards]
+        searchers = [local_searcher(s) for s in shards]
+        tuners = [_tuner(s) for s in shards if s.kind == "dense"]
+        passages = None
+        if all(s.passages is not None for s in shards):
+            passages = Passages([s.passages.stores[0] for s in shards], ids_per_shard)
+    for entry, ids in zip(manifest["shards"], ids_per_shard):
+        if len(ids) != entry["count"]:
+            raise DataError(f"{folder / entry['dir']}: holds {len(ids)} documents, the manifest says {entry['count']}")
+    offsets = np.concatenate([[0], np.cumsum([len(ids) for ids in ids_per_shard])])
+    by_dir: dict[str, list[str]] = {}
+    for shard_dir, doc_id in deleted_pairs(folder, manifest):
+        by_dir.setdefault(shard_dir, []).append(doc_id)
+    deleted = []
+    for shard_dir, doc_ids in by_dir.items():  # rows looked up only in shards with deletions
+        i = dirs.index(shard_dir) if shard_dir in dirs else -1
+        rows = {d: r for r, d in enumerate(ids_per_shard[i])} if i >= 0 else {}
+        for doc_id in doc_ids:
+            if doc_id not in rows:
+                raise DataError(f"{folder}: deleted {doc_id!r} is not in shard {shard_dir!r}")
+            deleted.append(offsets[i] + rows[doc_id])
+    index = ShardedIndex(manifest["shard_kind"], manifest["dim"], [len(ids) for ids in ids_per_shard],
+                         np.array(deleted, dtype=np.int64), searchers, tuners)
+    return LoadedIndex(manifest["shard_kind"], index, [d for ids in ids_per_shard for d in ids], manifest, passages)
+
+
+def _tuner(loaded) -> Callable:
+    from .faiss_index import set_search_params
+
+    return lambda p: set_search_params(loaded.index, p)
