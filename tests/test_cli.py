@@ -8,7 +8,7 @@ from rayrag.cli import JOBS, TOOLS, build_parser, main, parse
 
 REPO = Path(__file__).resolve().parents[1]
 
-SUBCOMMANDS = [["quickstart"], ["evaluate"], ["evaluate-mtrag"], ["encode"], ["index"], ["mine"], ["cot"], ["rewrite"], ["teacher-scores"], ["train-dense"], ["train-reranker"], ["train-sparse"], ["train-reasoning"], ["serve"], ["serve", "run"], ["serve", "build"], ["data"], ["data", "download"], ["data", "check"],
+SUBCOMMANDS = [["quickstart"], ["evaluate"], ["evaluate-mtrag"], ["encode"], ["index"], ["index-delete"], ["mine"], ["cot"], ["rewrite"], ["teacher-scores"], ["train-dense"], ["train-reranker"], ["train-sparse"], ["train-reasoning"], ["serve"], ["serve", "run"], ["serve", "build"], ["data"], ["data", "download"], ["data", "check"],
                ["models"], ["models", "list"], ["models", "resolve"]]
 
 

@@ -162,6 +162,18 @@ def test_deleted_documents_are_filtered_at_merge_and_can_come_back(tmp_path, rea
     with pytest.raises(DataError, match="not live documents"):
         delete_docs(idx, [sorted(top)[0], "no-such-doc"])
     assert load_index(idx).manifest["deleted_count"] == len(top)  # the refused call changed nothing
+    # the job (`rayrag index-delete`) refuses a missing or empty ids file, and an unsharded index
+    from rayrag.cli import main
+
+    (tmp_path / "empty.txt").write_text("\n")
+    (tmp_path / "one.txt").write_text(ids[-1] + "\n")
+    assert main(["index-delete", f"index={idx}", f"ids={tmp_path / 'none.txt'}"]) != 0
+    assert main(["index-delete", f"index={idx}", f"ids={tmp_path / 'empty.txt'}"]) != 0
+    assert main(["index-delete", f"index={tmp_path / 'rest'}", f"ids={tmp_path / 'one.txt'}"]) != 0
+    assert load_index(idx).manifest["deleted_count"] == len(top)
+    assert main(["index-delete", f"index={idx}", f"ids={tmp_path / 'one.txt'}"]) == 0
+    assert load_index(idx).manifest["deleted_count"] == len(top) + 1
+    top.add(ids[-1])
     # an updated document: its new version appended after the old one was deleted
     back = sorted(top)[:2]
     rows = [ids.index(d) for d in back]

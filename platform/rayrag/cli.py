@@ -23,13 +23,14 @@ from .errors import RayragError
 from .eval.job import JOB as EVALUATE
 from .eval.mtrag import JOB as EVALUATE_MTRAG
 from .index.build import JOB as INDEX
+from .index.delete import JOB as INDEX_DELETE
 from .job import Job
 from .quickstart import JOB as QUICKSTART
 from .train.job import DENSE_JOB, REASONING_JOB, RERANKER_JOB, SPARSE_JOB
 
 # Every job, in `rayrag --help` order. A new job is one module ending in a Job, plus a line here.
-JOBS: dict[str, Job] = {j.name: j for j in (QUICKSTART, EVALUATE, EVALUATE_MTRAG, ENCODE, INDEX, MINE, COT, REWRITE,
-                                                TEACHER_SCORES, DENSE_JOB, RERANKER_JOB, SPARSE_JOB,
+JOBS: dict[str, Job] = {j.name: j for j in (QUICKSTART, EVALUATE, EVALUATE_MTRAG, ENCODE, INDEX, INDEX_DELETE, MINE, COT,
+                                                REWRITE, TEACHER_SCORES, DENSE_JOB, RERANKER_JOB, SPARSE_JOB,
                                                 REASONING_JOB)}
 TOOLS = ("serve", "data", "models")
 
