@@ -32,6 +32,36 @@ def make_index(model: Path, corpus: Path, folder: Path) -> Path:
     return folder
 
 
+def write_encode_output(folder: Path, ids: list[str], vectors, corpus: Path, model: str = "minilm",
+                        per_shard: int = 40, model_path: str | None = None) -> Path:
+    """A finished dense encode output over these vectors, in the layout ``jobs.encode`` writes
+    (its own shard writer), for tests that feed the index job without running an encoder job."""
+    from rayrag.encode.store import write_dense_shard
+    from rayrag.io import sha256_file
+
+    infos = [write_dense_shard(folder, j, ids[s:s + per_shard], vectors[s:s + per_shard])
+             for j, s in enumerate(range(0, len(ids), per_shard))]
+    manifest = {"kind": "dense", "model": model, "model_version": "test", "dim": int(vectors.shape[1]),
+                "count": len(ids), "shards": infos, "corpus": str(corpus), "corpus_sha256": sha256_file(corpus)}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def make_sharded_index(model: Path, corpus: Path, folder: Path, shards: int) -> Path:
+    """``make_index``'s vectors as a sharded Flat index, written by the index job."""
+    from rayrag.data.beir import load_corpus
+    from rayrag.index.build import IndexConfig, run_index
+    from rayrag.index.faiss_index import FaissParams
+    from rayrag.models.reasoning_encoder import load_dense_encoder
+
+    docs = load_corpus(corpus)
+    ids = list(docs)
+    vectors = load_dense_encoder(str(model), side="doc").encode_docs([docs[i].full_text for i in ids], progress=False)
+    emb = write_encode_output(folder.with_name(folder.name + "-encode"), ids, vectors, corpus, model=str(model))
+    run_index(IndexConfig(embeddings=str(emb), output_dir=str(folder), faiss=FaissParams(kind="flat"), shards=shards))
+    return folder
+
+
 def make_reranker(model: Path, folder: Path, corpus: Path, steps: int = 30) -> Path:
     """A cross-encoder trained for a few LCE steps (title -> its abstract against other abstracts).
 

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import free_port
-from tests.serve_fixtures import make_corpus, make_index, make_reasoning_model, make_reranker, make_sparse_index
+from tests.serve_fixtures import (make_corpus, make_index, make_reasoning_model, make_reranker, make_sharded_index,
+                                  make_sparse_index)
 
 KEY = "s3cret-test-key"
 KEY_ENV = "RAYRAG_TEST_SERVE_KEY"
@@ -654,6 +655,38 @@ def test_readiness_fails_until_the_index_exists(server, artifacts, tmp_path):
         assert httpx.post(f"{url}/search", json={"query": "cells", "k": 2}, timeout=60).status_code == 200
     finally:
         serve.delete("late")
+
+
+def test_a_sharded_index_serves_what_one_index_serves(server, artifacts, data_dir):
+    """The same vectors as the open app's index in 3 shards (passages memory-mapped beside them):
+    /search gives the same ids, scores and texts; readiness reports shards and replica memory."""
+    from ray import serve
+
+    from rayrag.data.beir import load_queries
+    from rayrag.serve.app import build
+    from rayrag.serve.local import wait_ready
+
+    sharded = make_sharded_index(artifacts["model"], artifacts["corpus"], artifacts["root"] / "sharded", 3)
+    serve.run(build(_cfg(sharded, model_name="tiny-embed")), name="sharded", route_prefix="/sharded")
+    url = f"{server['url']}/sharded"
+    try:
+        wait_ready(url, 300)
+        queries = list(load_queries(data_dir / "scifact" / "queries.jsonl").values())[:25]
+        for q in queries:
+            one = _post(server, "/search", {"query": q, "k": 10})
+            three = httpx.post(f"{url}/search", json={"query": q, "k": 10}, timeout=60)
+            assert one.status_code == three.status_code == 200
+            a, b = one.json()["results"], three.json()["results"]
+            assert [r["id"] for r in a] == [r["id"] for r in b]
+            assert np.allclose([r["score"] for r in a], [r["score"] for r in b], atol=1e-5)
+            assert [(r["title"], r["text"]) for r in a] == [(r["title"], r["text"]) for r in b]
+        ready = {name: httpx.get(f"{u}/readyz", timeout=60).json()["retriever"]
+                 for name, u in (("one", server["url"]), ("sharded", url))}
+        assert ready["sharded"]["shards"] == 3 and ready["one"]["shards"] == 1
+        assert ready["sharded"]["count"] == ready["one"]["count"] == 120
+        print(f"replica RSS: one index {ready['one']['rss_mb']} MB, 3 shards {ready['sharded']['rss_mb']} MB")
+    finally:
+        serve.delete("sharded")
 
 
 def test_without_a_reranker_both_rerank_routes_say_no_reranker(server):

@@ -7,19 +7,18 @@ index job reads exactly what it reads in production.
 """
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
 
 from rayrag.data.beir import load_corpus, load_queries
-from rayrag.encode.store import write_dense_shard
 from rayrag.errors import ConfigError, DataError
 from rayrag.index.build import IndexConfig, run_index
 from rayrag.index.faiss_index import FaissParams, fill_index, search_faiss
 from rayrag.index.shard_build import delete_docs, group_shards
 from rayrag.index.store import load_index
 from rayrag.io import sha256_file
+from tests.serve_fixtures import write_encode_output
 
 DOCS, PER_SHARD, K = 480, 40, 10
 
@@ -36,17 +35,6 @@ def real(data_dir):
     docs = enc.encode_docs([f"{corpus[i].title} {corpus[i].text}" for i in ids], batch_size=48, progress=False)
     queries = list(load_queries(data_dir / "scifact" / "queries.jsonl").values())[:300]
     return ids, docs, enc.encode_queries(queries, progress=False), path
-
-
-def write_encode_output(folder, ids, vectors, corpus_path, per_shard=PER_SHARD):
-    """A finished dense encode output (the layout ``jobs.encode`` writes) over these vectors."""
-    infos = [write_dense_shard(folder, j, ids[s:s + per_shard], vectors[s:s + per_shard])
-             for j, s in enumerate(range(0, len(ids), per_shard))]
-    manifest = {"kind": "dense", "model": "minilm", "model_version": "test", "dim": vectors.shape[1],
-                "count": len(ids), "shards": infos, "corpus": str(corpus_path),
-                "corpus_sha256": sha256_file(corpus_path)}
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    return folder
 
 
 def index(tmp_path, name, emb, **kw):

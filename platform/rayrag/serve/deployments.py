@@ -76,6 +76,17 @@ class _Loader:
         return {"ready": self.value is not None, "error": self.error, "permanent": self.permanent}
 
 
+def _rss_mb() -> float | None:
+    """This replica's resident memory (MB): what its index and passages cost it (Linux)."""
+    import os
+
+    try:
+        with open("/proc/self/statm") as f:
+            return round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except (OSError, ValueError):
+        return None
+
+
 def _threads(n: int) -> None:
     import torch
 
@@ -163,7 +174,8 @@ class Retriever:
             out["swap_error"] = self.swap_error
         if out["ready"]:
             e = self.loader.value
-            out.update(model=e.model_name, kind=e.kind, dim=e.dim, count=len(e.ids))
+            out.update(model=e.model_name, kind=e.kind, dim=e.dim, count=len(e.ids),
+                       shards=len(e.manifest.get("shards", [])) or 1, rss_mb=_rss_mb())
             if hasattr(e.encoder, "mode"):  # an LREM index: its mode and what the replica's router did
                 out["reasoning"] = {"mode": e.encoder.mode, **e.stats}
         return out

@@ -54,9 +54,13 @@ class SearchEngine:
             dim = self.encoder.vocab_size
         self.loaded = load_index(folder, expected_dim=dim)
         self.ids = self.loaded.ids
-        corpus = Path(cfg.corpus).expanduser().resolve() if cfg.corpus else Path(manifest.get("corpus", ""))
-        # An overridden corpus is still checked against the checksum the index recorded.
-        self.passages = load_passages(corpus, manifest.get("corpus_sha256"), self.ids)
+        if self.loaded.passages is not None and not cfg.corpus:
+            # stored beside the index: memory-mapped, so the replica holds only what it returns
+            self.passages = self.loaded.passages
+        else:  # an older index, or a corpus asked for by name: the passages are read into memory
+            corpus = Path(cfg.corpus).expanduser().resolve() if cfg.corpus else Path(manifest.get("corpus", ""))
+            # An overridden corpus is still checked against the checksum the index recorded.
+            self.passages = load_passages(corpus, manifest.get("corpus_sha256"), self.ids)
         self.model_name = cfg.model_name or manifest["model"]
         self.dim = dim
         self.manifest = manifest
