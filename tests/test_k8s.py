@@ -24,7 +24,9 @@ except ImportError:  # Python 3.10
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "k8s"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "k8s"
-OVERLAYS = ("cpu", "gpu")
+OVERLAYS = ("cpu", "gpu", "scale")
+# The image each overlay deploys (scale is the gpu overlay with the 1B plan's sizes, docs/SCALE.md).
+IMAGE_VARIANT = {"cpu": "cpu", "gpu": "gpu", "scale": "gpu"}
 CRD_DIR = Path(os.environ.get("RAYRAG_KUBERAY_CRDS") or REPO.parent / "shared" / "kuberay-crds" / "v1.7.0")
 CRD_FILES = {("ray.io/v1", "RayCluster"): "ray.io_rayclusters.yaml", ("ray.io/v1", "RayJob"): "ray.io_rayjobs.yaml",
              ("ray.io/v1", "RayService"): "ray.io_rayservices.yaml"}
@@ -453,10 +455,11 @@ def test_train_jobs_read_what_the_mine_job_writes(overlay):
     for name in ("train_dense", "train_reranker"):
         cfg = job_config(jobs[name])
         assert cfg.examples in mined, f"{name} reads {cfg.examples}, which no mine RayJob writes ({mined})"
-        assert cfg.use_gpu == (overlay == "gpu") and cfg.bf16 == (overlay == "gpu")
+        gpu = IMAGE_VARIANT[overlay] == "gpu"
+        assert cfg.use_gpu == gpu and cfg.bf16 == gpu
         # Ray Train's storage (checkpoints) must outlive the pods: default <output_dir>/ray on /data
         assert cfg.storage_path is None and cfg.output_dir.startswith("/data/")
-        if overlay == "gpu":
+        if gpu:
             gpus = jobs[name]["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
             assert gpus["resources"]["limits"]["nvidia.com/gpu"] == "1"
 
@@ -479,7 +482,7 @@ def test_ray_version_and_image_tags_match_constraints(overlay):
         assert spec["rayVersion"] == rv, f"{where}: rayVersion {spec['rayVersion']} != ray=={rv}"
     images = {c["image"] for _, _, t in all_pod_templates(docs) for c in containers(t)}
     platform = {i for i in images if i.startswith(IMAGE_REPO + ":")}
-    assert platform == {f"{IMAGE_REPO}:{image_tag(overlay)}"}, platform
+    assert platform == {f"{IMAGE_REPO}:{image_tag(IMAGE_VARIANT[overlay])}"}, platform
     others = images - platform
     assert all(re.fullmatch(r"postgres:\d+\.\d+-\w+", i) for i in others), f"unexpected images {others}"
 
