@@ -657,17 +657,22 @@ def test_readiness_fails_until_the_index_exists(server, artifacts, tmp_path):
         serve.delete("late")
 
 
-def test_a_sharded_index_serves_what_one_index_serves(server, artifacts, data_dir):
-    """The same vectors as the open app's index in 3 shards (passages memory-mapped beside them):
-    /search gives the same ids, scores and texts; readiness reports shards and replica memory."""
+@pytest.mark.parametrize("where", ["in the replica", "on shard actors"])
+def test_a_sharded_index_serves_what_one_index_serves(server, artifacts, data_dir, where):
+    """The same vectors as the open app's index in 3 shards (passages memory-mapped beside them),
+    searched by the retriever replica itself or by one Ray actor per shard: /search gives the
+    same ids, scores and texts; readiness reports shards and replica memory."""
     from ray import serve
 
     from rayrag.data.beir import load_queries
     from rayrag.serve.app import build
     from rayrag.serve.local import wait_ready
 
-    sharded = make_sharded_index(artifacts["model"], artifacts["corpus"], artifacts["root"] / "sharded", 3)
-    serve.run(build(_cfg(sharded, model_name="tiny-embed")), name="sharded", route_prefix="/sharded")
+    sharded = artifacts["root"] / "sharded"
+    if not sharded.exists():
+        make_sharded_index(artifacts["model"], artifacts["corpus"], sharded, 3)
+    actors = {"shard_actor_cpus": 0.01} if where == "on shard actors" else {}
+    serve.run(build(_cfg(sharded, model_name="tiny-embed", **actors)), name="sharded", route_prefix="/sharded")
     url = f"{server['url']}/sharded"
     try:
         wait_ready(url, 300)
@@ -684,7 +689,7 @@ def test_a_sharded_index_serves_what_one_index_serves(server, artifacts, data_di
                  for name, u in (("one", server["url"]), ("sharded", url))}
         assert ready["sharded"]["shards"] == 3 and ready["one"]["shards"] == 1
         assert ready["sharded"]["count"] == ready["one"]["count"] == 120
-        print(f"replica RSS: one index {ready['one']['rss_mb']} MB, 3 shards {ready['sharded']['rss_mb']} MB")
+        print(f"replica RSS: one index {ready['one']['rss_mb']} MB, 3 shards {where} {ready['sharded']['rss_mb']} MB")
     finally:
         serve.delete("sharded")
 

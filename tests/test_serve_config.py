@@ -86,6 +86,7 @@ def test_a_partial_section_keeps_that_sections_defaults(tmp_path):
                                                 "ingress.max_ongoing_requests=256)"),
     (["admission.body_timeout_s=0"], "body_timeout_s > 0"),
     (["admission.max_body_bytes=0"], "max_body_bytes >= 1"),
+    (["shard_actor_cpus=0"], "shard_actor_cpus must be > 0"),
 ])
 def test_bad_serve_configs_are_rejected(overrides, message):
     from rayrag.serve.serve_yaml import read

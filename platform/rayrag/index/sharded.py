@@ -113,7 +113,7 @@ def load_sharded(folder: Path, manifest: dict, expected_dim: int | None = None,
     """The shards (checksums, sizes, dimension as ``load_index``), deletions and passages.
 
     ``shard_actor_cpus``: each shard is loaded and searched by a Ray actor (``shard_actors.py``), and
-    this process holds only the ids; passages are then not opened (evaluation needs none)."""
+    this process holds only the ids and the memory-mapped passages."""
     from .passages import Passages
     from .store import LoadedIndex, load_index
 
@@ -124,7 +124,7 @@ def load_sharded(folder: Path, manifest: dict, expected_dim: int | None = None,
         from .shard_actors import start_shard_actors
 
         ids_per_shard, searchers, tuners = start_shard_actors(folder, manifest, expected_dim, shard_actor_cpus)
-        passages = None
+        passages = _open_passages(folder, dirs, ids_per_shard)
     else:
         shards = [load_index(folder / d, expected_dim) for d in dirs]
         if {s.kind for s in shards} != {manifest.get("shard_kind")}:
@@ -154,6 +154,21 @@ def load_sharded(folder: Path, manifest: dict, expected_dim: int | None = None,
     index = ShardedIndex(manifest["shard_kind"], manifest["dim"], [len(ids) for ids in ids_per_shard],
                          np.array(deleted, dtype=np.int64), searchers, tuners)
     return LoadedIndex(manifest["shard_kind"], index, [d for ids in ids_per_shard for d in ids], manifest, passages)
+
+
+def _open_passages(folder: Path, dirs: list[str], ids_per_shard: list[list[str]]):
+    """The shards' passages (checksums checked) without loading their indexes; None if any lacks them."""
+    from .passages import PASSAGES_FILE, Passages, PassageStore
+    from .store import read_manifest, verify_files
+
+    stores = []
+    for shard_dir, ids in zip(dirs, ids_per_shard):
+        files = read_manifest(folder / shard_dir).get("files", {})
+        if PASSAGES_FILE not in files:
+            return None
+        verify_files(folder / shard_dir, {PASSAGES_FILE: files[PASSAGES_FILE]}, "manifest.json")
+        stores.append(PassageStore(folder / shard_dir / PASSAGES_FILE, ids))
+    return Passages(stores, ids_per_shard)
 
 
 def _tuner(loaded) -> Callable:

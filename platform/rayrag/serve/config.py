@@ -15,7 +15,7 @@ REF_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
 # YAML they sit there and not in ``args``: ``serve deploy`` rebuilds the whole application and
 # restarts every replica whenever ``args`` change (Serve's code version is a hash of them).
 INDEX_FIELDS = ("index", "corpus", "query_model", "model_name", "max_query_tokens", "reasoning",
-                "reasoning_margin", "messages_with_assistant")
+                "reasoning_margin", "messages_with_assistant", "shard_actor_cpus")
 
 
 @dataclass
@@ -166,6 +166,11 @@ class ServeConfig:
     # /search with `messages`: keep assistant turns in the query text. Must match how the
     # conversational query encoder (the DiSCo student) was trained; MTRAG's questions have none.
     messages_with_assistant: bool = False
+    # A sharded index: None = the retriever replica searches its shards itself (threads); a
+    # number = each shard is held and searched by a Ray actor reserving that many CPUs, placed
+    # on any node, so the index is bounded by the cluster's memory, not one replica's (the
+    # replica keeps the ids and the memory-mapped passages and merges)
+    shard_actor_cpus: float | None = None
     default_k: int = 10
     default_rerank_k: int = 20
     load_retry_s: float = 10.0  # a failed load (e.g. MLflow not up yet) is retried; readiness says why
@@ -209,5 +214,7 @@ class ServeConfig:
             raise ConfigError(f"reasoning must be on, off or auto, got {self.reasoning!r}")
         if self.reasoning_margin < 0:
             raise ConfigError(f"reasoning_margin must be >= 0, got {self.reasoning_margin}")
+        if self.shard_actor_cpus is not None and not self.shard_actor_cpus > 0:
+            raise ConfigError(f"shard_actor_cpus must be > 0 (or null), got {self.shard_actor_cpus}")
         if self.rerank_batch_pairs < 1 or self.load_retry_s <= 0:
             raise ConfigError("rerank_batch_pairs >= 1 and load_retry_s > 0 are required")

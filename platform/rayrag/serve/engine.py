@@ -52,7 +52,7 @@ class SearchEngine:
 
             self.encoder = SpladeEncoder(model_ref(model), max_length=cfg.max_query_tokens or 256)
             dim = self.encoder.vocab_size
-        self.loaded = load_index(folder, expected_dim=dim)
+        self.loaded = load_index(folder, expected_dim=dim, shard_actor_cpus=cfg.shard_actor_cpus)
         self.ids = self.loaded.ids
         if self.loaded.passages is not None and not cfg.corpus:
             # stored beside the index: memory-mapped, so the replica holds only what it returns
