@@ -7,7 +7,9 @@ bench/ann.py), written as an encode output and indexed by the index job three wa
   one-mmap     one Flat index with passages.arrow: memory-mapped
   4-shards     4 Flat shards with their passages.arrow, searched in the replica
 Each is served in turn by the Serve app on a local Ray; after --requests searches, /readyz
-reports the retriever replica's RSS. The 4-shard answers are checked against one-corpus's.
+reports the retriever replica's RSS and its private (anonymous) part: memory-mapped pages it
+touched count in RSS but are the node's shared, reclaimable page cache. The 4-shard and mmap
+answers are checked against one-corpus's.
 
     python bench/serve_memory.py --embeddings out/encode-scifact-minilm [--times 20] [--out out/bench/serve_memory.json]
 """
@@ -101,16 +103,18 @@ def main() -> None:
                     status = c.get("/readyz").json()["retriever"]
                 folder = tmp / name
                 files = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-                result["variants"][name] = {"replica_rss_mb": status["rss_mb"], "shards": status["shards"],
+                result["variants"][name] = {"replica_rss_mb": status["rss_mb"],
+                                            "replica_private_mb": status["private_mb"], "shards": status["shards"],
                                             "index_folder_mb": round(files / 2**20, 1), "ready_s": round(load_s, 1)}
                 print(name, json.dumps(result["variants"][name]), flush=True)
                 serve.delete(name)
         finally:
             serve.shutdown()
             ray.shutdown()
-    base = result["variants"]["one-corpus"]["replica_rss_mb"]
+    base = result["variants"]["one-corpus"]
     for v in result["variants"].values():
-        v["rss_vs_one_corpus"] = round(v["replica_rss_mb"] / base, 3)
+        v["rss_vs_one_corpus"] = round(v["replica_rss_mb"] / base["replica_rss_mb"], 3)
+        v["private_vs_one_corpus"] = round(v["replica_private_mb"] / base["replica_private_mb"], 3)
     result["same_results_4_shards_vs_one"] = answers["4-shards"] == answers["one-corpus"]
     result["same_results_mmap_vs_one"] = answers["one-mmap"] == answers["one-corpus"]
     print(json.dumps({k: v for k, v in result.items() if k != "variants"}))

@@ -689,7 +689,9 @@ def test_a_sharded_index_serves_what_one_index_serves(server, artifacts, data_di
                  for name, u in (("one", server["url"]), ("sharded", url))}
         assert ready["sharded"]["shards"] == 3 and ready["one"]["shards"] == 1
         assert ready["sharded"]["count"] == ready["one"]["count"] == 120
-        print(f"replica RSS: one index {ready['one']['rss_mb']} MB, 3 shards {where} {ready['sharded']['rss_mb']} MB")
+        assert 0 < ready["sharded"]["private_mb"] <= ready["sharded"]["rss_mb"]
+        print(f"replica private memory: one index {ready['one']['private_mb']} MB, "
+              f"3 shards {where} {ready['sharded']['private_mb']} MB")
     finally:
         serve.delete("sharded")
 

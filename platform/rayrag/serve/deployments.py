@@ -76,15 +76,16 @@ class _Loader:
         return {"ready": self.value is not None, "error": self.error, "permanent": self.permanent}
 
 
-def _rss_mb() -> float | None:
-    """This replica's resident memory (MB): what its index and passages cost it (Linux)."""
-    import os
-
+def _memory_mb() -> dict:
+    """This replica's resident memory in MB (Linux): ``rss_mb`` counts file pages it has mapped
+    (memory-mapped passages it touched: page cache, shared by the node's replicas and
+    reclaimable), ``private_mb`` only its own (anonymous) memory: what each replica really costs."""
     try:
-        with open("/proc/self/statm") as f:
-            return round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
-    except (OSError, ValueError):
-        return None
+        with open("/proc/self/status") as f:
+            kb = {line.split(":")[0]: int(line.split()[1]) for line in f if line.startswith(("VmRSS", "RssAnon"))}
+        return {"rss_mb": round(kb["VmRSS"] / 1024, 1), "private_mb": round(kb["RssAnon"] / 1024, 1)}
+    except (OSError, KeyError, ValueError):
+        return {}
 
 
 def _threads(n: int) -> None:
@@ -175,7 +176,7 @@ class Retriever:
         if out["ready"]:
             e = self.loader.value
             out.update(model=e.model_name, kind=e.kind, dim=e.dim, count=len(e.ids),
-                       shards=len(e.manifest.get("shards", [])) or 1, rss_mb=_rss_mb())
+                       shards=len(e.manifest.get("shards", [])) or 1, **_memory_mb())
             if hasattr(e.encoder, "mode"):  # an LREM index: its mode and what the replica's router did
                 out["reasoning"] = {"mode": e.encoder.mode, **e.stats}
         return out
