@@ -688,6 +688,7 @@ def test_a_sharded_index_serves_what_one_index_serves(server, artifacts, data_di
         ready = {name: httpx.get(f"{u}/readyz", timeout=60).json()["retriever"]
                  for name, u in (("one", server["url"]), ("sharded", url))}
         assert ready["sharded"]["shards"] == 3 and ready["one"]["shards"] == 1
+        assert ready["sharded"]["shard_actors"] == (where == "on shard actors") and not ready["one"]["shard_actors"]
         assert ready["sharded"]["count"] == ready["one"]["count"] == 120
         assert 0 < ready["sharded"]["private_mb"] <= ready["sharded"]["rss_mb"]
         print(f"replica private memory: one index {ready['one']['private_mb']} MB, "

@@ -7,6 +7,8 @@ index job reads exactly what it reads in production.
 """
 from __future__ import annotations
 
+import json
+
 
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ from rayrag.errors import ConfigError, DataError
 from rayrag.index.build import IndexConfig, run_index
 from rayrag.index.faiss_index import FaissParams, fill_index, search_faiss
 from rayrag.index.shard_build import delete_docs, group_shards
-from rayrag.index.store import load_index
+from rayrag.index.store import check_index, load_index
 from rayrag.io import sha256_file
 from tests.serve_fixtures import write_encode_output
 
@@ -37,9 +39,9 @@ def real(data_dir):
     return ids, docs, enc.encode_queries(queries, progress=False), path
 
 
-def index(tmp_path, name, emb, **kw):
+def index(tmp_path, name, emb, dim=384, **kw):
     run_index(IndexConfig(embeddings=str(emb), output_dir=str(tmp_path / name), **kw))
-    return load_index(tmp_path / name, expected_dim=384)
+    return load_index(tmp_path / name, expected_dim=dim)
 
 
 def results(loaded, queries, k=K):
@@ -129,6 +131,15 @@ def test_append_adds_shards_without_touching_old_ones(tmp_path, real):
     assert (grown / "manifest.json").read_bytes() == manifest
     with pytest.raises(ConfigError, match="needs a sharded index"):
         run_index(IndexConfig(embeddings=str(more), output_dir=str(tmp_path / "whole"), append=True))
+    # vectors of another checkpoint of the same model, or shards without passages: refused
+    other = json.loads((more / "manifest.json").read_text())
+    (more / "manifest.json").write_text(json.dumps({**other, "model_version": "retrained"}))
+    with pytest.raises(ConfigError, match="model_version"):
+        run_index(IndexConfig(embeddings=str(more), output_dir=str(grown), append=True))
+    (more / "manifest.json").write_text(json.dumps(other))
+    with pytest.raises(ConfigError, match="passages=False"):
+        run_index(IndexConfig(embeddings=str(more), output_dir=str(grown), append=True, passages=False))
+    assert (grown / "manifest.json").read_bytes() == manifest
 
 
 def test_deleted_documents_are_filtered_at_merge_and_can_come_back(tmp_path, real):
@@ -162,15 +173,27 @@ def test_deleted_documents_are_filtered_at_merge_and_can_come_back(tmp_path, rea
     assert main(["index-delete", f"index={idx}", f"ids={tmp_path / 'one.txt'}"]) == 0
     assert load_index(idx).manifest["deleted_count"] == len(top) + 1
     top.add(ids[-1])
-    # an updated document: its new version appended after the old one was deleted
+    # an updated document: its new version (new text, from a newer corpus) appended after the
+    # old one was deleted; search finds it and the new text is served, never the old
     back = sorted(top)[:2]
     rows = [ids.index(d) for d in back]
-    run_index(IndexConfig(embeddings=str(write_encode_output(tmp_path / "back", back, docs[rows], corpus)),
+    newer = tmp_path / "newer" / "corpus.jsonl"
+    newer.parent.mkdir()
+    newer.write_text("".join(json.dumps({"_id": d, "title": "updated", "text": f"new text of {d}"}) + "\n"
+                             for d in back))
+    run_index(IndexConfig(embeddings=str(write_encode_output(tmp_path / "back", back, docs[rows], newer)),
                           output_dir=str(idx), append=True))
     again = load_index(idx, expected_dim=384)
     found = {d for row in results(again, queries)[1] for d in row}
     assert set(back) <= found and not (top - set(back)) & found
-    assert again.passages[back[0]].text == load_corpus(corpus)[back[0]].text
+    assert again.passages[back[0]].text == f"new text of {back[0]}"
+    # one writer at a time: a delete while another job holds the index's lock is refused
+    import fcntl
+
+    with open(idx.parent / f".{idx.name}.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(DataError, match="another index job is writing"):
+            delete_docs(idx, [ids[-2]])
 
 
 def test_passages_are_memory_mapped_and_checked(tmp_path, real):
@@ -190,17 +213,45 @@ def test_passages_are_memory_mapped_and_checked(tmp_path, real):
     assert pa.total_allocated_bytes() - before < store.path.stat().st_size / 4  # mapped, not copied
     assert again.row(3) == text[ids[3]]
     shard = tmp_path / "idx" / loaded.manifest["shards"][1]["dir"] / "passages.arrow"
-    shard.write_bytes(shard.read_bytes()[:-8] + b"\0" * 8)
-    with pytest.raises(DataError, match="checksum mismatch"):
+    check_index(tmp_path / "idx")  # the evaluate job's pre-check: every shard file checksummed
+    good = shard.read_bytes()
+    shard.write_bytes(good[:-8] + b"\0" * 8)
+    with pytest.raises(DataError, match="passages.arrow: checksum mismatch"):
         load_index(tmp_path / "idx")
+    with pytest.raises(DataError, match="passages.arrow: checksum mismatch"):
+        check_index(tmp_path / "idx")
+    shard.write_bytes(good)
     # a shard swapped for another index's is caught by the top manifest's checksum of its manifest
     m = tmp_path / "idx" / loaded.manifest["shards"][0]["dir"] / "manifest.json"
     m.write_text(m.read_text().replace('"count": 240', '"count": 239'))
-    with pytest.raises(DataError, match="checksum mismatch"):
+    with pytest.raises(DataError, match="00000/manifest.json: checksum mismatch"):
         load_index(tmp_path / "idx")
     # an unsharded index stores its passages too; passages=false leaves them out
     assert index(tmp_path, "one", emb, faiss=FaissParams(kind="flat")).passages[ids[0]] == text[ids[0]]
     assert index(tmp_path, "bare", emb, faiss=FaissParams(kind="flat"), passages=False).passages is None
+
+
+def test_sparse_shards_equal_one_inverted_index(tmp_path, data_dir):
+    import scipy.sparse as sp
+
+    from rayrag.encode.store import write_sparse_shard
+
+    corpus = data_dir / "scifact" / "corpus.jsonl"
+    docs = sp.random(400, 3000, density=0.01, random_state=1, format="csr", dtype=np.float32)
+    queries = sp.random(40, 3000, density=0.005, random_state=2, format="csr", dtype=np.float32)
+    ids = [f"d{i}" for i in range(400)]
+    emb = tmp_path / "enc"
+    infos = [write_sparse_shard(emb, j, ids[s:s + 50], docs[s:s + 50]) for j, s in enumerate(range(0, 400, 50))]
+    (emb / "manifest.json").write_text(json.dumps({
+        "kind": "sparse", "model": "splade-tiny", "model_version": "test", "dim": 3000, "count": 400,
+        "shards": infos, "corpus": str(corpus), "corpus_sha256": sha256_file(corpus)}))
+    one = index(tmp_path, "one", emb, 3000, passages=False)
+    three = index(tmp_path, "three", emb, 3000, passages=False, shards=3)
+    (r1, s1), (r3, s3) = one.index.search(queries, 20), three.index.search(queries, 20)
+    assert np.allclose(s1, s3, atol=1e-6)
+    live = s1 > 0  # score 0: no shared term, not a result (as the callers filter)
+    assert [list(np.asarray(one.ids)[r[m]]) for r, m in zip(r1, live)] == \
+        [list(np.asarray(three.ids)[r[m]]) for r, m in zip(r3, live)]
 
 
 def test_shard_groups_are_consecutive_and_balanced():
@@ -211,8 +262,9 @@ def test_shard_groups_are_consecutive_and_balanced():
     assert len(group_shards(infos[:3], 3)) == 3
     with pytest.raises(ConfigError, match="only 3 shards"):
         group_shards(infos[:3], 4)
-    with pytest.raises(ConfigError, match="positive integer"):
-        IndexConfig(shards=0).validate()
+    for bad in (0, True, 2.0):
+        with pytest.raises(ConfigError, match="positive integer"):
+            IndexConfig(shards=bad).validate()
 
 
 def test_shards_on_ray_actors_answer_as_in_process(tmp_path, real, ray_local):

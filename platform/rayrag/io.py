@@ -85,15 +85,19 @@ def atomic_dir(dest: str | Path, replace: bool = False) -> Iterator[Path]:
     tmp.mkdir()  # mode 0o777 minus the umask, unlike mkdtemp's 0o700
     try:
         yield tmp
+        old = None
         if replace and dest.exists():
             old = _temp_name(dest, ".old")
             dest.rename(old)
-            shutil.rmtree(old)
         try:
             tmp.rename(dest)
         except OSError:
+            if old is not None:
+                old.rename(dest)  # put the old one back: never leave no folder at all
             if replace or not dest.exists():
                 raise
+        if old is not None:  # only once the new folder is in place
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

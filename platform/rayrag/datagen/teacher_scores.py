@@ -85,14 +85,14 @@ def _score_domain(folder: str, model: str, max_length: int, batch_size: int, k: 
     import torch
     from tqdm.auto import tqdm
 
-    from ..index.store import load_index
+    from ..index.store import load_index, single_index
     from ..index.topk import top_k_rows
     from ..models.sparse import SpladeEncoder
 
     torch.set_num_threads(threads)
     encoder = SpladeEncoder(model, max_length=max_length)
     loaded = load_index(folder, expected_dim=encoder.vocab_size)
-    postings, ids = loaded.index.postings, loaded.ids  # [V, N]
+    postings, ids = single_index(loaded, "teacher-scores").postings, loaded.ids  # [V, N]
     row_of = {d: i for i, d in enumerate(ids)}
     teachers = list(turns[0]["teacher_queries"]) if turns else []
     enc = {t: encoder.encode([x["teacher_queries"][t] for x in turns], batch_size, progress=False) for t in teachers}

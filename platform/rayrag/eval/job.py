@@ -122,9 +122,9 @@ def interpolated_label(label: str, weight: float) -> str:
 
 def _check_indexes(spec: Spec) -> None:
     if spec.kind == "index":
-        from ..index.store import load_index
+        from ..index.store import check_index
 
-        load_index(spec.arg)  # checksums, sizes, dimension
+        check_index(spec.arg)
     for p in spec.parts:
         _check_indexes(p)
 

@@ -29,7 +29,7 @@ class IndexConfig:
         self.faiss.validate()
         if not self.embeddings or not self.output_dir:
             raise ConfigError("embeddings and output_dir are required")
-        if self.shards is not None and (not isinstance(self.shards, int) or self.shards < 1):
+        if self.shards is not None and (type(self.shards) is not int or self.shards < 1):
             raise ConfigError(f"shards must be a positive integer (or null for one index), got {self.shards!r}")
 
 
@@ -86,7 +86,8 @@ def _corpus(enc: dict, ids: list[str]):
 def _run_sharded(cfg: IndexConfig, emb: Path, enc: dict, out: Path, lineage: dict) -> dict:
     from .shard_build import append_shards, build_sharded, encode_ids
 
-    corpus = _corpus(enc, encode_ids(emb, enc)) if cfg.passages else None
+    # loaded only once the cheap checks (model, clashes) have passed
+    corpus = (lambda: _corpus(enc, encode_ids(emb, enc))) if cfg.passages else None
     if cfg.append:
         return append_shards(emb, enc, out, cfg.shards or 1, lineage, corpus)
     params = {"kind": "inverted"}

@@ -17,6 +17,7 @@ in order, so callers use a ShardedIndex exactly as they use one FAISS or inverte
 """
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
@@ -57,6 +58,7 @@ class ShardedIndex:
         self.searchers, self.tuners = searchers, tuners or []
         self._pool = ThreadPoolExecutor(max_workers=len(searchers), thread_name_prefix="shard")
         self.d = self.vocab_size = dim  # FAISS's and the inverted index's names for the dimension
+        self.on_actors = False  # True when the searchers are Ray actors (load_sharded sets it)
 
     @property
     def ntotal(self) -> int:  # FAISS's name for the number of rows (deleted ones included)
@@ -88,6 +90,9 @@ class ShardedIndex:
         return rows, np.where(rows >= 0, scores, 0.0)
 
 
+SHARD_DIR = re.compile(r"shards/\d{5}")
+
+
 def verify_sharded(folder: Path, manifest: dict) -> None:
     """The top manifest's own files, and each shard's manifest, against their recorded sha256
     (each shard's files are checked against its manifest when it loads)."""
@@ -95,17 +100,29 @@ def verify_sharded(folder: Path, manifest: dict) -> None:
 
     if not manifest.get("shards"):
         raise DataError(f"{folder}/manifest.json: a sharded index must list its shards")
+    bad = [s.get("dir") for s in manifest["shards"] if not SHARD_DIR.fullmatch(str(s.get("dir")))]
+    if bad:  # never a path outside the folder, whatever the manifest says
+        raise DataError(f"{folder}/manifest.json: shard folders must be shards/<5 digits>, got {bad[:3]}")
+    if manifest.get("shard_kind") == "dense" and "trained.faiss" not in manifest.get("files", {}):
+        raise DataError(f"{folder}/manifest.json: a dense sharded index must list trained.faiss")
+    if manifest.get("count") != sum(s["count"] for s in manifest["shards"]):
+        raise DataError(f"{folder}/manifest.json: count {manifest.get('count')} != the shards' total")
     verify_files(folder, manifest.get("files", {}), "manifest.json")
     verify_files(folder, {f"{s['dir']}/manifest.json": s["manifest_sha256"] for s in manifest["shards"]},
                  "manifest.json")
 
 
 def deleted_pairs(folder: Path, manifest: dict) -> list[tuple[str, str]]:
+    """The (shard dir, id) pairs of the deletions file the manifest names (checked by
+    ``verify_sharded``; such a file is never rewritten or removed, see ``shard_build``)."""
     names = [n for n in manifest.get("files", {}) if n.startswith("deleted-")]
     if not names:
         return []
     lines = (folder / names[0]).read_text().splitlines()
-    return [tuple(line.split("\t", 1)) for line in lines if line]
+    pairs = [tuple(line.split("\t", 1)) for line in lines if line]
+    if len(pairs) != manifest.get("deleted_count"):
+        raise DataError(f"{folder}/{names[0]}: {len(pairs)} deletions, the manifest says {manifest.get('deleted_count')}")
+    return pairs
 
 
 def load_sharded(folder: Path, manifest: dict, expected_dim: int | None = None,
@@ -114,34 +131,32 @@ def load_sharded(folder: Path, manifest: dict, expected_dim: int | None = None,
 
     ``shard_actor_cpus``: each shard is loaded and searched by a Ray actor (``shard_actors.py``), and
     this process holds only the ids and the memory-mapped passages."""
-    from .passages import Passages
     from .store import LoadedIndex, load_index
 
     folder = Path(folder)
     verify_sharded(folder, manifest)
+    pairs = deleted_pairs(folder, manifest)  # read now, with the manifest it was checked against
     dirs = [e["dir"] for e in manifest["shards"]]
     if shard_actor_cpus:
         from .shard_actors import start_shard_actors
 
-        ids_per_shard, searchers, tuners = start_shard_actors(folder, manifest, expected_dim, shard_actor_cpus)
-        passages = _open_passages(folder, dirs, ids_per_shard)
+        kinds, ids_per_shard, searchers, tuners = start_shard_actors(folder, manifest, expected_dim,
+                                                                     shard_actor_cpus)
     else:
-        shards = [load_index(folder / d, expected_dim) for d in dirs]
-        if {s.kind for s in shards} != {manifest.get("shard_kind")}:
-            raise DataError(f"{folder}: shards are {sorted({s.kind for s in shards})}, "
-                            f"the manifest says {manifest.get('shard_kind')!r}")
+        # passages=False: the shards' passages are opened once, below, for all of them
+        shards = [load_index(folder / d, expected_dim, passages=False) for d in dirs]
+        kinds = [s.kind for s in shards]
         ids_per_shard = [s.ids for s in shards]
         searchers = [local_searcher(s) for s in shards]
         tuners = [_tuner(s) for s in shards if s.kind == "dense"]
-        passages = None
-        if all(s.passages is not None for s in shards):
-            passages = Passages([s.passages.stores[0] for s in shards], ids_per_shard)
+    if set(kinds) != {manifest.get("shard_kind")}:
+        raise DataError(f"{folder}: shards are {sorted(set(kinds))}, the manifest says {manifest.get('shard_kind')!r}")
     for entry, ids in zip(manifest["shards"], ids_per_shard):
         if len(ids) != entry["count"]:
             raise DataError(f"{folder / entry['dir']}: holds {len(ids)} documents, the manifest says {entry['count']}")
     offsets = np.concatenate([[0], np.cumsum([len(ids) for ids in ids_per_shard])])
     by_dir: dict[str, list[str]] = {}
-    for shard_dir, doc_id in deleted_pairs(folder, manifest):
+    for shard_dir, doc_id in pairs:
         by_dir.setdefault(shard_dir, []).append(doc_id)
     deleted = []
     for shard_dir, doc_ids in by_dir.items():  # rows looked up only in shards with deletions
@@ -153,7 +168,9 @@ def load_sharded(folder: Path, manifest: dict, expected_dim: int | None = None,
             deleted.append(offsets[i] + rows[doc_id])
     index = ShardedIndex(manifest["shard_kind"], manifest["dim"], [len(ids) for ids in ids_per_shard],
                          np.array(deleted, dtype=np.int64), searchers, tuners)
-    return LoadedIndex(manifest["shard_kind"], index, [d for ids in ids_per_shard for d in ids], manifest, passages)
+    index.on_actors = bool(shard_actor_cpus)
+    return LoadedIndex(manifest["shard_kind"], index, [d for ids in ids_per_shard for d in ids], manifest,
+                       _open_passages(folder, dirs, ids_per_shard))
 
 
 def _open_passages(folder: Path, dirs: list[str], ids_per_shard: list[list[str]]):

@@ -29,6 +29,15 @@ class LoadedIndex:
     passages: Any = None  # Mapping[id, Document] over memory-mapped passages.arrow, when stored
 
 
+def single_index(loaded: LoadedIndex, use: str):
+    """``loaded``'s own FAISS index or inverted index: for callers that read its internals
+    (the postings matrix), which a sharded index does not expose as one object."""
+    if loaded.manifest.get("kind") == "sharded":
+        raise DataError(f"{use} reads one index's postings directly; it does not take a sharded index "
+                        f"(build the index without shards=N)")
+    return loaded.index
+
+
 def index_kind(manifest: dict) -> str | None:
     """"dense" or "sparse": what the vectors are, for one index or a sharded one."""
     return manifest.get("shard_kind") if manifest.get("kind") == "sharded" else manifest.get("kind")
@@ -74,9 +83,11 @@ def read_manifest(folder: Path) -> dict:
 
 
 def load_index(folder: str | Path, expected_dim: int | None = None,
-               shard_actor_cpus: float | None = None) -> LoadedIndex:
+               shard_actor_cpus: float | None = None, passages: bool = True) -> LoadedIndex:
     """A saved index, every checksum and size checked; a sharded one behaves as one index
-    (``shard_actor_cpus``: its shards are loaded and searched by Ray actors of that many CPUs)."""
+    (``shard_actor_cpus``: its shards are loaded and searched by Ray actors of that many CPUs).
+    ``passages=False``: a stored passages file is neither checksummed nor opened (a shard
+    loaded for searching only)."""
     folder = Path(folder)
     mpath = folder / "manifest.json"
     manifest = read_manifest(folder)
@@ -87,8 +98,9 @@ def load_index(folder: str | Path, expected_dim: int | None = None,
         return load_sharded(folder, manifest, expected_dim, shard_actor_cpus)
     if kind not in INDEX_FILES:
         raise DataError(f"{mpath}: unknown index kind {kind!r}")
-    verify_files(folder, manifest.get("files", {}), mpath.name)
     listed = set(manifest.get("files", {}))
+    verify_files(folder, {n: d for n, d in manifest.get("files", {}).items() if passages or n != PASSAGES_FILE},
+                 mpath.name)
     if not index_files(kind) <= listed <= index_files(kind) | {PASSAGES_FILE}:
         raise DataError(f"{mpath}: must list checksums for {INDEX_FILES[kind]} and ids.txt "
                         f"(and {PASSAGES_FILE} when stored), lists {sorted(listed)}")
@@ -112,10 +124,28 @@ def load_index(folder: str | Path, expected_dim: int | None = None,
     if expected_dim is not None and dim != expected_dim:
         raise DataError(f"{folder}: index dimension {dim} does not match the query encoder's {expected_dim} "
                         f"(index built with model {manifest.get('model')!r})")
-    passages = None
-    if PASSAGES_FILE in listed:
-        passages = Passages([PassageStore(folder / PASSAGES_FILE, ids)], [ids])
-    return LoadedIndex(kind, index, ids, manifest, passages)
+    store = None
+    if passages and PASSAGES_FILE in listed:
+        store = Passages([PassageStore(folder / PASSAGES_FILE, ids)], [ids])
+    return LoadedIndex(kind, index, ids, manifest, store)
+
+
+def check_index(folder: str | Path) -> None:
+    """Fail now on a damaged or incomplete index, before any work starts: one index is loaded
+    (checksums, sizes, dimension); a sharded one has every shard's files checksummed without
+    loading them, so the check does not need the memory of the whole index (its shards are
+    loaded where they are searched, which repeats the size and dimension checks)."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if manifest.get("kind") != "sharded":
+        load_index(folder)
+        return
+    from .sharded import verify_sharded
+
+    verify_sharded(folder, manifest)
+    for entry in manifest["shards"]:
+        shard = folder / entry["dir"]
+        verify_files(shard, read_manifest(shard).get("files", {}), "manifest.json")
 
 
 def verify_files(folder: Path, files: dict[str, str], listed_in: str) -> None:

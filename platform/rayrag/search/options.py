@@ -38,5 +38,5 @@ class RetrieverOptions:
             raise ConfigError(f"options.cot must be own, empty, random or query, got {self.cot!r}")
         if self.reasoning_margin < 0:
             raise ConfigError("options.reasoning_margin must be >= 0")
-        if not self.shard_actor_cpus > 0:
+        if isinstance(self.shard_actor_cpus, bool) or not self.shard_actor_cpus > 0:
             raise ConfigError("options.shard_actor_cpus must be > 0")

@@ -214,7 +214,8 @@ class ServeConfig:
             raise ConfigError(f"reasoning must be on, off or auto, got {self.reasoning!r}")
         if self.reasoning_margin < 0:
             raise ConfigError(f"reasoning_margin must be >= 0, got {self.reasoning_margin}")
-        if self.shard_actor_cpus is not None and not self.shard_actor_cpus > 0:
+        if self.shard_actor_cpus is not None and (isinstance(self.shard_actor_cpus, bool)
+                                                  or not self.shard_actor_cpus > 0):
             raise ConfigError(f"shard_actor_cpus must be > 0 (or null), got {self.shard_actor_cpus}")
         if self.rerank_batch_pairs < 1 or self.load_retry_s <= 0:
             raise ConfigError("rerank_batch_pairs >= 1 and load_retry_s > 0 are required")

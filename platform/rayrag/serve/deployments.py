@@ -176,7 +176,8 @@ class Retriever:
         if out["ready"]:
             e = self.loader.value
             out.update(model=e.model_name, kind=e.kind, dim=e.dim, count=len(e.ids),
-                       shards=len(e.manifest.get("shards", [])) or 1, **_memory_mb())
+                       shards=len(e.manifest.get("shards", [])) or 1,
+                       shard_actors=bool(getattr(e.loaded.index, "on_actors", False)), **_memory_mb())
             if hasattr(e.encoder, "mode"):  # an LREM index: its mode and what the replica's router did
                 out["reasoning"] = {"mode": e.encoder.mode, **e.stats}
         return out

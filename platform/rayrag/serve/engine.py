@@ -58,6 +58,9 @@ class SearchEngine:
             # stored beside the index: memory-mapped, so the replica holds only what it returns
             self.passages = self.loaded.passages
         else:  # an older index, or a corpus asked for by name: the passages are read into memory
+            if len({e.get("corpus_sha256") for e in manifest.get("shards", [])}) > 1:
+                raise DataError(f"{cfg.index} holds shards appended from other corpora: one corpus file cannot "
+                                f"give all their passages; serve it with its stored passages (no `corpus`)")
             corpus = Path(cfg.corpus).expanduser().resolve() if cfg.corpus else Path(manifest.get("corpus", ""))
             # An overridden corpus is still checked against the checksum the index recorded.
             self.passages = load_passages(corpus, manifest.get("corpus_sha256"), self.ids)

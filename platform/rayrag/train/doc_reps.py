@@ -35,7 +35,7 @@ def load_doc_reps(pattern: str, model: str, wanted: dict[str, set[str]]) -> DocR
     each checked to be a sparse index encoded by ``model``'s weights and to hold every wanted id."""
     from ..assets import resolve_model
     from ..encode.pipeline import model_fingerprint
-    from ..index.store import load_index
+    from ..index.store import load_index, single_index
 
     version = model_fingerprint(resolve_model(model).path)
     ids: list[str] = []
@@ -57,7 +57,7 @@ def load_doc_reps(pattern: str, model: str, wanted: dict[str, set[str]]) -> DocR
         if missing:
             raise DataError(f"disco.doc_index: {folder} lacks {len(missing)} candidate(s) of the examples, "
                             f"e.g. {missing[:3]}: it is not the index the teacher scores came from")
-        docs = loaded.index.postings.T.tocsr()  # [N, V]
+        docs = single_index(loaded, "disco.doc_index").postings.T.tocsr()  # [N, V]
         parts.append(docs[np.array([at[d] for d in need], dtype=np.int64)])
         ids += need
     if len(set(ids)) != len(ids):
