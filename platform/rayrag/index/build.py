@@ -84,10 +84,10 @@ def _corpus(enc: dict, ids: list[str]):
 
 
 def _run_sharded(cfg: IndexConfig, emb: Path, enc: dict, out: Path, lineage: dict) -> dict:
-    from .shard_build import append_shards, build_sharded, encode_ids
+    from .shard_build import append_shards, build_sharded
 
     # loaded only once the cheap checks (model, clashes) have passed
-    corpus = (lambda: _corpus(enc, encode_ids(emb, enc))) if cfg.passages else None
+    corpus = (lambda ids: _corpus(enc, ids)) if cfg.passages else None
     if cfg.append:
         return append_shards(emb, enc, out, cfg.shards or 1, lineage, corpus)
     params = {"kind": "inverted"}

@@ -32,7 +32,7 @@ from ..errors import ConfigError, DataError
 from ..io import atomic_dir, atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
 from .faiss_index import FaissParams, fill_index, train_faiss, training_rows
 from .sharded import deleted_pairs, verify_sharded
-from .store import read_manifest, save_index
+from .store import read_ids, read_manifest, save_index
 
 
 def group_shards(infos: list[dict], n: int) -> list[list[dict]]:
@@ -110,9 +110,9 @@ def _files(out: Path, names: list[str]) -> dict[str, str]:
 
 
 def build_sharded(emb: Path, enc: dict, out: Path, n: int, faiss: FaissParams | None, lineage: dict,
-                  corpus: Callable[[], dict] | None) -> dict:
+                  corpus: Callable[[list[str]], dict] | None) -> dict:
     """A new sharded index in ``out`` (replacing what was there only once it is complete).
-    ``corpus``: loads the passages to store (None: none stored)."""
+    ``corpus``: loads the passages of the given ids, to store (None: none stored)."""
     groups = group_shards(enc["shards"], n)
     with writer_lock(out), atomic_dir(out, replace=True) as tmp:
         trained = None
@@ -122,7 +122,8 @@ def build_sharded(emb: Path, enc: dict, out: Path, n: int, faiss: FaissParams | 
             import faiss as faiss_lib
 
             atomic_write_bytes(tmp / "trained.faiss", faiss_lib.serialize_index(trained).tobytes())
-        entries = _write_shards(emb, enc, tmp, groups, 0, trained, faiss, lineage, corpus and corpus())
+        docs = corpus and corpus(encode_ids(emb, enc))
+        entries = _write_shards(emb, enc, tmp, groups, 0, trained, faiss, lineage, docs)
         manifest = {**lineage, "kind": "sharded", "shard_kind": enc["kind"], "shards": entries,
                     "count": sum(e["count"] for e in entries), "deleted_count": 0, "passages": corpus is not None,
                     "files": _files(tmp, ["trained.faiss"])}
@@ -130,7 +131,8 @@ def build_sharded(emb: Path, enc: dict, out: Path, n: int, faiss: FaissParams | 
     return manifest
 
 
-def append_shards(emb: Path, enc: dict, out: Path, n: int, lineage: dict, corpus: Callable[[], dict] | None) -> dict:
+def append_shards(emb: Path, enc: dict, out: Path, n: int, lineage: dict,
+                  corpus: Callable[[list[str]], dict] | None) -> dict:
     """Add ``emb``'s documents to the sharded index in ``out`` as ``n`` new shards."""
     with writer_lock(out):
         manifest = read_manifest(out)
@@ -164,7 +166,7 @@ def append_shards(emb: Path, enc: dict, out: Path, n: int, lineage: dict, corpus
             trained = faiss_lib.deserialize_index(np.frombuffer((out / "trained.faiss").read_bytes(), dtype=np.uint8))
             faiss = from_dict(FaissParams, manifest["index"])
         entries = _write_shards(emb, enc, out, group_shards(enc["shards"], n), len(manifest["shards"]), trained,
-                                faiss, lineage, corpus and corpus())
+                                faiss, lineage, corpus and corpus(new_ids))
         manifest = {**manifest, "shards": manifest["shards"] + entries,
                     "count": manifest["count"] + sum(e["count"] for e in entries)}
         atomic_write_json(out / "manifest.json", manifest)  # the commit point of the append
@@ -176,7 +178,7 @@ def _checked_ids(shard: Path) -> list[str]:
     from .store import verify_files
 
     verify_files(shard, {"ids.txt": read_manifest(shard)["files"]["ids.txt"]}, "manifest.json")
-    return (shard / "ids.txt").read_text().split("\n")[:-1]
+    return read_ids(shard)
 
 
 def _shard_ids(emb: Path, info: dict) -> list[str]:

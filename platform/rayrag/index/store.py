@@ -72,7 +72,13 @@ def save_index(folder: Path, kind: str, index: Any, ids: list[str], manifest: di
     return manifest
 
 
+def read_ids(folder: Path) -> list[str]:
+    """ids.txt as ``save_index`` writes it: one id per line, row order, newline-terminated."""
+    return (folder / "ids.txt").read_text().split("\n")[:-1]
+
+
 def read_manifest(folder: Path) -> dict:
+    """A saved index's manifest (one index or sharded), or a DataError saying why not."""
     mpath = folder / "manifest.json"
     if not mpath.is_file():
         raise DataError(f"{folder} is not a finished rayrag index (no manifest.json)")
@@ -104,7 +110,7 @@ def load_index(folder: str | Path, expected_dim: int | None = None,
     if not index_files(kind) <= listed <= index_files(kind) | {PASSAGES_FILE}:
         raise DataError(f"{mpath}: must list checksums for {INDEX_FILES[kind]} and ids.txt "
                         f"(and {PASSAGES_FILE} when stored), lists {sorted(listed)}")
-    ids = (folder / "ids.txt").read_text().split("\n")[:-1]
+    ids = read_ids(folder)
     if kind == "dense":
         import faiss
         import numpy as np

@@ -5,7 +5,7 @@ from typing import Mapping
 
 from ..data.beir import Document
 from ..index.faiss_index import FaissParams, search_faiss, set_search_params
-from ..index.store import index_kind, load_index
+from ..index.store import index_kind, load_index, read_manifest
 from .base import Retriever, Run
 
 
@@ -35,16 +35,12 @@ class IndexRetriever(Retriever):
     def index(self, corpus: Mapping[str, Document] | None = None) -> None:
         from ..errors import DataError
 
-        import json
         from pathlib import Path
 
         from ..assets import BUILTINS
 
         # Only the manifest is needed to pick the encoder; load_index (checksums, sizes) runs once, below.
-        mpath = Path(self.folder) / "manifest.json"
-        if not mpath.is_file():
-            raise DataError(f"{self.folder} is not a finished rayrag index (no manifest.json)")
-        manifest = json.loads(mpath.read_text())
+        manifest = read_manifest(Path(self.folder))
         model = manifest["model"]
         model_ref = model if model in BUILTINS else manifest.get("model_path", model)
         if index_kind(manifest) == "dense":

@@ -5,7 +5,6 @@ baseline, so "Serve overhead" compares the same code with and without Serve arou
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -22,13 +21,10 @@ class SearchEngine:
     """Query encoder + saved index + passage text for one served index."""
 
     def __init__(self, cfg: ServeConfig):
-        from ..index.store import index_kind, load_index
+        from ..index.store import index_kind, load_index, read_manifest
 
         folder = fetch(cfg.index)
-        mpath = folder / "manifest.json"
-        if not mpath.is_file():
-            raise DataError(f"{cfg.index} is not a finished rayrag index (no manifest.json)")
-        manifest = json.loads(mpath.read_text())
+        manifest = read_manifest(folder)
         # as IndexRetriever does: a built-in by name, anything else by the path the encode job saw
         model = cfg.query_model or (manifest["model"] if manifest["model"] in BUILTINS
                                     else manifest.get("model_path", manifest["model"]))
