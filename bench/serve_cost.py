@@ -6,7 +6,8 @@ In one run, on this machine, with the same load client and the same queries:
   2. the ASGI baseline (``bench/asgi_baseline.py``: uvicorn, one process, same schemas, access
      log off);
   3. the shipped Serve app (``python -m jobs.serve run``), once per variant of Serve's own
-     settings (environment variables of the Ray it starts, see VARIANTS).
+     settings (environment variables of the Ray it starts, see VARIANTS) and of ours
+     (``in-ingress``: ``retriever_in_ingress=true``, OVERRIDES).
 For 2 and 3: sequential /search p50/p99 (k=10), requests/s at concurrency 1, 4, 16 and 32, and
 the no-model route (``/bench/noop-search``: /search's hops, no model work) at concurrency 16.
 Each figure carries the load client's own CPU share (its CPU seconds over wall x cores): the
@@ -45,7 +46,12 @@ VARIANTS = {
     # as shipped: Ray's preset, i.e. the above plus direct ingress (the ingress replica answers
     # HTTP itself), gRPC between deployments, buffered request-path logs, no log echo to stderr
     "shipped": {},
+    # as shipped, with the query encoder and index inside the ingress replica (a Serve config
+    # setting, not an environment variable): /search has one Ray hop fewer
+    "in-ingress": {},
 }
+# config overrides (key=value) a variant passes to `jobs.serve run`
+OVERRIDES = {"in-ingress": ["retriever_in_ingress=true"]}
 
 
 def client_share(fn, *args, **kw) -> dict:
@@ -246,8 +252,9 @@ def main() -> None:
     print(json.dumps(results["asgi"]), flush=True)
 
     for name in args.variants.split(","):
-        print(f"[bench] Serve, {name}: {VARIANTS[name] or 'as shipped'}", flush=True)
-        proc = start_server([sys.executable, "-m", "jobs.serve", "run", "--port", str(args.port), f"index={index}"],
+        print(f"[bench] Serve, {name}: {VARIANTS[name] or 'as shipped'} {' '.join(OVERRIDES.get(name, []))}", flush=True)
+        proc = start_server([sys.executable, "-m", "jobs.serve", "run", "--port", str(args.port), f"index={index}",
+                             *OVERRIDES.get(name, [])],
                             {**env, **VARIANTS[name]}, url, out_dir / f"serve_cost_{name}.log")
         try:
             r = results[f"serve_{name}"] = measure(url, bodies, args.sequential, args.concurrent, levels)

@@ -697,6 +697,43 @@ def test_a_sharded_index_serves_what_one_index_serves(server, artifacts, data_di
         serve.delete("sharded")
 
 
+def test_the_retriever_inside_the_ingress_answers_as_its_own_deployment_does(server, library, artifacts):
+    """retriever_in_ingress: one deployment (the Ingress) holds encoder and index, loaded through
+    its own reconfigure; /search (with rerank), /v1/embeddings, readiness and a bad input's 400
+    are what the open app, whose Retriever is a deployment of its own, gives."""
+    from ray import serve
+
+    from rayrag.serve.app import build
+    from rayrag.serve.local import wait_ready
+
+    cfg = _cfg(artifacts["index"], reranker=str(artifacts["reranker"]), reranker_name="tiny-reranker",
+               model_name="tiny-embed", retriever_in_ingress=True)
+    serve.run(build(cfg), name="inside", route_prefix="/inside")
+    url = f"{server['url']}/inside"
+    try:
+        wait_ready(url, 300)
+        assert set(serve.status().applications["inside"].deployments) == {"Ingress", "Reranker"}
+        for body in ({"query": "vitamin D and bone density", "k": 7},
+                     {"query": "smoking increases the risk of cancer", "k": 5, "rerank": True, "rerank_k": 8},
+                     {"messages": [{"role": "user", "content": "aspirin and heart attacks"}], "k": 3}):
+            one, inside = _post(server, "/search", body), httpx.post(f"{url}/search", json=body, timeout=60)
+            assert one.status_code == inside.status_code == 200, inside.text
+            a, b = one.json()["results"], inside.json()["results"]
+            assert [(r["id"], r["stage"], r["text"]) for r in a] == [(r["id"], r["stage"], r["text"]) for r in b]
+            assert np.allclose([r["score"] for r in a], [r["score"] for r in b], atol=1e-5)
+        texts = ["aspirin", "Does smoking cause lung cancer?"]
+        emb = httpx.post(f"{url}/v1/embeddings", json={"model": "tiny-embed", "input": texts}, timeout=60).json()
+        got = np.array([d["embedding"] for d in emb["data"]], dtype=np.float32)
+        assert np.allclose(got, library["engine"].encoder.encode_queries(texts, progress=False), atol=1e-5)
+        ready = httpx.get(f"{url}/readyz", timeout=60).json()
+        assert ready["retriever"]["ready"] and ready["retriever"]["model"] == "tiny-embed"
+        assert ready["retriever"]["serve"]["replicas"] == {"RUNNING": 1}  # the Ingress's own replica
+        bad = httpx.post(f"{url}/search", json={"query": "x", "k": 0}, timeout=60)
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "k"
+    finally:
+        serve.delete("inside")
+
+
 def test_without_a_reranker_both_rerank_routes_say_no_reranker(server):
     url, auth = f"{server['url']}/secure", {"Authorization": f"Bearer {KEY}"}
     for path, body in (("/search", {"query": "cells", "rerank": True}),

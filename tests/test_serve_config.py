@@ -59,6 +59,25 @@ def test_overrides_reach_the_deployments(tmp_path):
     assert r["logging_config"] == {"enable_access_log": False}
 
 
+def test_the_retriever_inside_the_ingress_is_one_deployment_and_its_file_reads_back(tmp_path):
+    """retriever_in_ingress: no Retriever deployment; the Ingress takes the retriever's sizing and
+    the index section in its user_config (swapped in place there), and keeps its HTTP settings."""
+    from rayrag.serve.serve_yaml import app_config, read, serve_config
+
+    _, cfg = read(REPO / "jobs/configs/serve/scifact.yaml",
+                  ["retriever_in_ingress=true", "retriever.num_cpus=1.5", "retriever.max_batch_size=4",
+                   "index=/data/idx", "ingress.max_ongoing_requests=300"])
+    app = serve_config(cfg)["applications"][0]
+    (ingress,) = app["deployments"]
+    assert ingress["name"] == "Ingress" and ingress["ray_actor_options"] == {"num_cpus": 1.5}
+    assert ingress["max_ongoing_requests"] == 300 and ingress["logging_config"] == {"enable_access_log": True}
+    assert ingress["user_config"]["index"] == "/data/idx" and ingress["user_config"]["max_batch_size"] == 4
+    assert "index" not in app["args"] and app["args"]["retriever_in_ingress"] is True
+    assert app_config(app) == cfg
+    with pytest.raises(ConfigError, match="retriever_in_ingress: expected true/false"):
+        read(REPO / "jobs/configs/serve/scifact.yaml", ["retriever_in_ingress=sometimes"])
+
+
 def test_a_partial_section_keeps_that_sections_defaults(tmp_path):
     """`ingress: {num_cpus: ...}` must not turn the ingress into a model deployment's defaults."""
     from rayrag.serve.serve_yaml import read

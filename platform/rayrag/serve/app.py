@@ -3,6 +3,9 @@
     HTTP -> Ingress (validation, auth, composition) --handle--> Retriever (batched encode + index)
                                                     --handle--> Reranker (batched pair scoring)
 
+With ``retriever_in_ingress`` the Retriever runs inside each ingress replica instead (the same
+class, called in-process through ``_InProcess``), and only the reranker is a hop away.
+
 Every range check happens here, against the config's limits, before any replica works.
 No ``from __future__ import annotations`` in this module: Serve's class-based ingress rebuilds
 the endpoint signatures, and FastAPI then cannot resolve string annotations, so a request
@@ -11,6 +14,7 @@ body silently turns into a query-string parameter.
 
 import asyncio
 import base64
+import inspect
 import os
 import time
 from typing import Any
@@ -156,6 +160,24 @@ def _deployment_states() -> dict[str, dict]:
             for name, d in overview.deployments.items()}
 
 
+class _InProcess:
+    """An object in this replica, called as a DeploymentHandle is (``await obj.method.remote(...)``),
+    so the routes read the same with the retriever here or a hop away. Its exceptions (NotReady,
+    BadInput) reach ``_call`` as they are, as a handle's do."""
+
+    def __init__(self, target):
+        self._target = target
+
+    def __getattr__(self, name: str):
+        method = getattr(self._target, name)
+
+        async def call(*args, **kwargs):
+            out = method(*args, **kwargs)
+            return await out if inspect.isawaitable(out) else out
+
+        return type(name, (), {"remote": staticmethod(call)})
+
+
 @serve.deployment(name="Ingress")
 @serve.ingress(api)
 class Ingress:
@@ -169,11 +191,19 @@ class Ingress:
         # Readiness details (model names, paths, load errors) go to authenticated callers only;
         # with no key that is whoever can reach a loopback address, i.e. this machine.
         self.open_details = key is None and is_loopback(host)
-        self.retriever, self.reranker = retriever, reranker
+        # the Retriever class itself, here: Serve calls this replica's reconfigure with its user_config
+        self.local = Retriever.func_or_class(self.cfg.model_args()) if retriever is None else None
+        self.retriever = _InProcess(self.local) if retriever is None else retriever
+        self.reranker = reranker
         self._info: dict | None = None
         self._info_at = 0.0
         self._states: dict[str, dict] = {}
         self._states_at = float("-inf")
+
+    async def reconfigure(self, user_config: dict) -> None:
+        """Only with the retriever in this replica: its batching and index settings (a swap)."""
+        if self.local is not None:
+            await self.local.reconfigure(user_config)
 
     async def _retriever_info(self) -> dict:
         if self._info is None or time.monotonic() - self._info_at > INFO_TTL_S:
@@ -223,8 +253,9 @@ class Ingress:
         if details:  # Serve's own view: a killed replica shows here until its replacement runs
             serve_view = await self._deployment_states()
             for name, r in results.items():
-                if name.capitalize() in serve_view:
-                    r["serve"] = serve_view[name.capitalize()]
+                deployment = "Ingress" if name == "retriever" and self.local is not None else name.capitalize()
+                if deployment in serve_view:
+                    r["serve"] = serve_view[deployment]
         body = {"status": "ready" if ready else "not_ready", **(results if details else {})}
         if ready:
             return body
@@ -339,11 +370,14 @@ def build(cfg: ServeConfig):
     cfg = absolute_paths(cfg)
     models = cfg.model_args()
     # the index travels in user_config: a new one is swapped in by reconfigure, no restart
-    retriever = Retriever.options(**cfg.retriever.serve_options(), user_config=cfg.retriever_user_config()).bind(models)
+    retriever = None
+    if not cfg.retriever_in_ingress:
+        retriever = Retriever.options(**cfg.retriever.serve_options(),
+                                      user_config=cfg.retriever_user_config()).bind(models)
     reranker = None
     if cfg.reranker:
         reranker = Reranker.options(**cfg.rerank.serve_options(), user_config=cfg.rerank.batching()).bind(models)
-    return Ingress.options(**cfg.ingress.serve_options()).bind(to_dict(cfg), retriever, reranker)
+    return Ingress.options(**cfg.ingress_options()).bind(to_dict(cfg), retriever, reranker)
 
 
 def absolute_paths(cfg: ServeConfig) -> ServeConfig:

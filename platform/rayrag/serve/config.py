@@ -171,6 +171,13 @@ class ServeConfig:
     # on any node, so the index is bounded by the cluster's memory, not one replica's (the
     # replica keeps the ids and the memory-mapped passages and merges)
     shard_actor_cpus: float | None = None
+    # Where the query encoder and index run. False: a Retriever deployment of their own, which
+    # the ingress calls through a handle (scales apart from HTTP). True: inside each ingress
+    # replica, so /search and /v1/embeddings skip one Ray hop and its serialisation (about a
+    # third of the request path's CPU on 2 cores, bench/README.md). Then the `retriever` section
+    # sizes the ingress replicas (CPUs, replicas, autoscaling, batching, torch threads), and the
+    # `ingress` section keeps only max_ongoing_requests and access_log. The reranker stays apart.
+    retriever_in_ingress: bool = False
     default_k: int = 10
     default_rerank_k: int = 20
     load_retry_s: float = 10.0  # a failed load (e.g. MLflow not up yet) is retried; readiness says why
@@ -198,6 +205,16 @@ class ServeConfig:
     def retriever_user_config(self) -> dict:
         """The Retriever's ``user_config``: batching and the index to serve, both applied in place."""
         return {**self.retriever.batching(), **self.index_settings()}
+
+    def ingress_options(self) -> dict:
+        """The ingress deployment's Serve options (and, with the retriever in it, its user_config)."""
+        if not self.retriever_in_ingress:
+            return self.ingress.serve_options()
+        out = self.retriever.serve_options()
+        out.update(max_ongoing_requests=self.ingress.max_ongoing_requests,
+                   logging_config={"enable_access_log": self.ingress.access_log},
+                   user_config=self.retriever_user_config())
+        return out
 
     def validate(self) -> None:
         if not self.index:

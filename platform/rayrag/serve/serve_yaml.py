@@ -1,7 +1,7 @@
 """The Serve config file (``serve run`` / ``serve deploy`` / KubeRay ``serveConfigV2``).
 
 One source of truth: ``applications[0].args`` plus the index section of the Retriever's
-``user_config`` (``INDEX_FIELDS``) are a ServeConfig. The index section lives there because
+``user_config`` (``INDEX_FIELDS``; the Ingress's with ``retriever_in_ingress``) are a ServeConfig. The index section lives there because
 ``serve deploy`` restarts every replica when ``args`` change, while a changed ``user_config`` is
 applied in place (the index is swapped under load, docs/SERVE.md). Everything else in the file
 (the ``deployments:`` options Serve applies on top of the code, batching) is generated from the
@@ -25,8 +25,10 @@ APP_NAME = "rayrag"
 
 def serve_config(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> dict:
     """The Serve deploy schema for ``cfg``; host 127.0.0.1 (``serve build`` would write 0.0.0.0)."""
-    deployments = [{"name": "Ingress", **cfg.ingress.serve_options()},
-                   {"name": "Retriever", **cfg.retriever.serve_options(), "user_config": cfg.retriever_user_config()}]
+    deployments = [{"name": "Ingress", **cfg.ingress_options()}]
+    if not cfg.retriever_in_ingress:
+        deployments.append({"name": "Retriever", **cfg.retriever.serve_options(),
+                            "user_config": cfg.retriever_user_config()})
     if cfg.reranker:
         deployments.append({"name": "Reranker", **cfg.rerank.serve_options(), "user_config": cfg.rerank.batching()})
     return {
@@ -45,8 +47,9 @@ def app_args(cfg: ServeConfig) -> dict:
 def app_config(app: dict, overrides: Iterable[str] = ()) -> ServeConfig:
     """One application of the file as a validated ServeConfig: its args, the index section of its
     Retriever's user_config over them, and ``overrides`` (``key=value``) over both."""
-    retriever = [d for d in app.get("deployments") or [] if d.get("name") == "Retriever"]
-    user_config = (retriever[0].get("user_config") or {}) if retriever else {}
+    by_name = {d.get("name"): d.get("user_config") or {} for d in app.get("deployments") or []}
+    # the Retriever's; with the retriever inside the ingress, the Ingress's
+    user_config = by_name.get("Retriever") or by_name.get("Ingress") or {}
     index = {k: v for k, v in user_config.items() if k in INDEX_FIELDS}
     return from_dict(ServeConfig, _merge(_merge(app.get("args") or {}, index), parse_overrides(overrides)))
 
