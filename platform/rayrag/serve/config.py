@@ -173,10 +173,12 @@ class ServeConfig:
     shard_actor_cpus: float | None = None
     # Where the query encoder and index run. False: a Retriever deployment of their own, which
     # the ingress calls through a handle (scales apart from HTTP). True: inside each ingress
-    # replica, so /search and /v1/embeddings skip one Ray hop and its serialisation (about a
-    # third of the request path's CPU on 2 cores, bench/README.md). Then the `retriever` section
-    # sizes the ingress replicas (CPUs, replicas, autoscaling, batching, torch threads), and the
-    # `ingress` section keeps only max_ongoing_requests and access_log. The reranker stays apart.
+    # replica, so /search and /v1/embeddings skip one Ray hop and its serialisation (a third of
+    # the CPU spent outside the model; it pays where clients reach the ingress replicas' own
+    # ports, not through Serve's proxy: docs/SERVE.md, "Cost per request"). Then the
+    # `retriever` section sizes the ingress replicas (CPUs, replicas, autoscaling, batching,
+    # torch threads), and the `ingress` section keeps only max_ongoing_requests and access_log.
+    # The reranker stays a deployment of its own.
     retriever_in_ingress: bool = False
     default_k: int = 10
     default_rerank_k: int = 20

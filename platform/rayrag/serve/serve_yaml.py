@@ -1,9 +1,10 @@
 """The Serve config file (``serve run`` / ``serve deploy`` / KubeRay ``serveConfigV2``).
 
 One source of truth: ``applications[0].args`` plus the index section of the Retriever's
-``user_config`` (``INDEX_FIELDS``; the Ingress's with ``retriever_in_ingress``) are a ServeConfig. The index section lives there because
-``serve deploy`` restarts every replica when ``args`` change, while a changed ``user_config`` is
-applied in place (the index is swapped under load, docs/SERVE.md). Everything else in the file
+``user_config`` (``INDEX_FIELDS``; the Ingress's with ``retriever_in_ingress``) are a
+ServeConfig. The index section lives there because ``serve deploy`` restarts every replica when
+``args`` change, while a changed ``user_config`` is applied in place (the index is swapped under
+load, docs/SERVE.md). Everything else in the file
 (the ``deployments:`` options Serve applies on top of the code, batching) is generated from the
 config by ``rayrag serve build``, in the layout ``serve build`` writes, and
 ``tests/test_serve_config.py`` fails when the file and its config drift apart.
