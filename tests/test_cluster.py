@@ -172,7 +172,12 @@ def test_submitted_jobs_on_a_two_node_cluster(ray_cluster, mlflow_server, tmp_pa
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("\n".join((data_dir / "scifact" / "corpus.jsonl").read_text().splitlines()[:400]) + "\n")
     enc = tmp_path / "enc"
-    _submit(ray_cluster, runtime_env, "python", "-m", "jobs.encode", "--model", str(tiny_bert),
+    # Ray Data hands shards to whichever pool actor is up; 8 small shards can all be done by the
+    # head's actor before the worker node's has started (seen once on a loaded machine). Ray's
+    # own setting makes the pool wait for both actors first, so the assertion below is decided
+    # by placement, not by which actor started sooner.
+    both_up = {**runtime_env, "env_vars": {**runtime_env["env_vars"], "RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S": "300"}}
+    _submit(ray_cluster, both_up, "python", "-m", "jobs.encode", "--model", str(tiny_bert),
             "--output-dir", str(enc), f"corpus={corpus}", "kind=dense", "docs_per_shard=50", "num_actors=2",
             "cpus_per_actor=1")
     manifest = json.loads((enc / "manifest.json").read_text())
