@@ -17,6 +17,7 @@ import base64
 import inspect
 import os
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -175,7 +176,9 @@ class _InProcess:
             out = method(*args, **kwargs)
             return await out if inspect.isawaitable(out) else out
 
-        return type(name, (), {"remote": staticmethod(call)})
+        wrapped = SimpleNamespace(remote=call)
+        setattr(self, name, wrapped)  # made once per method name, not on every request
+        return wrapped
 
 
 @serve.deployment(name="Ingress")
@@ -195,6 +198,8 @@ class Ingress:
         self.local = Retriever.func_or_class(self.cfg.model_args()) if retriever is None else None
         self.retriever = _InProcess(self.local) if retriever is None else retriever
         self.reranker = reranker
+        # which Serve deployment's replicas each readiness entry reports
+        self._deployment = {"retriever": "Ingress" if retriever is None else "Retriever", "reranker": "Reranker"}
         self._info: dict | None = None
         self._info_at = 0.0
         self._states: dict[str, dict] = {}
@@ -253,9 +258,8 @@ class Ingress:
         if details:  # Serve's own view: a killed replica shows here until its replacement runs
             serve_view = await self._deployment_states()
             for name, r in results.items():
-                deployment = "Ingress" if name == "retriever" and self.local is not None else name.capitalize()
-                if deployment in serve_view:
-                    r["serve"] = serve_view[deployment]
+                if self._deployment[name] in serve_view:
+                    r["serve"] = serve_view[self._deployment[name]]
         body = {"status": "ready" if ready else "not_ready", **(results if details else {})}
         if ready:
             return body
