@@ -129,6 +129,21 @@ def _objective(tmp_path, model, examples, data_dir, *overrides):
     return obj, obj.build(str(model)).eval()
 
 
+@pytest.mark.parametrize("text, ok", [
+    ("nanoparticles, nanotubes, polyplexes", True),
+    ("vitamin d receptor, bone mineral density", True),  # short phrases are keywords too
+    ("wolfram", True),
+    ("cancer is a cancer that originates from cancer cells", False),  # prose: one 8-word "item"
+    ("stress markers, including ER stress markers, are involved in the stress response", False),
+    ("tamoxifen, liver.", False),  # a sentence's end
+    ("p<0.05, hazard ratio", True),  # a decimal point is not one
+    ("cells,, tumor", False), ("", False), (" , ", False), ("cells\ntumor", False)])
+def test_the_keyword_format_accepts_lists_and_refuses_prose(text, ok):
+    from rayrag.models.reasoning import is_keyword_list
+
+    assert is_keyword_list(text) is ok
+
+
 @pytest.mark.parametrize("tied", [True, False])
 def test_new_tokens_start_where_the_model_can_write_the_closing_one(tiny_llama, tied):
     """</think> is a copy of the line break (so its first logits are those of a token the LM

@@ -29,8 +29,17 @@ from .batching import encode_in_order, progress_bar
 
 THINK, END_THINK, EMB = "<think>", "</think>", "<emb>"
 METADATA = "rayrag_reasoning.json"
-# A keyword list: items separated by commas, none empty, no newline (the paper's CoT format).
-_KEYWORDS = re.compile(r"^\s*[^,\n]*[^,\s][^,\n]*(\s*,\s*[^,\n]*[^,\s][^,\n]*)*\s*$")
+# The paper's CoT is a keyword list: comma-separated items, none empty, on one line. An item is
+# a term or a short phrase (at most MAX_KEYWORD_WORDS words), and nothing ends a sentence: a
+# prose sentence that closes in time is not a keyword list (a base LM writes those).
+MAX_KEYWORD_WORDS = 4
+_SENTENCE_END = re.compile(r"[.!?;:](\s|$)")
+
+
+def is_keyword_list(text: str) -> bool:
+    """Whether ``text`` is a CoT in the keyword format (the format reward's test)."""
+    return ("\n" not in text and not _SENTENCE_END.search(text.strip())
+            and all(1 <= len(item.split()) <= MAX_KEYWORD_WORDS for item in text.split(",")))
 
 
 @dataclass(frozen=True)
@@ -54,7 +63,7 @@ class Cot:
     ids: list[int]  # the tokens the model chose, ``</think>`` included when it wrote it
     text: str  # the keywords, decoded (without ``</think>``)
     closed: bool  # the model wrote ``</think>`` itself
-    valid: bool  # closed, no special token inside, a non-empty comma-separated keyword list
+    valid: bool  # closed, no special token inside, a keyword list (``is_keyword_list``)
 
     @property
     def length(self) -> int:
@@ -241,7 +250,7 @@ class ReasoningModel:
         ids = row[:cut + 1] if closed else row[:cut] if cut is not None else row
         body = ids[:-1] if closed else ids
         text = self.tokenizer.decode(body, skip_special_tokens=False)
-        valid = closed and not any(t in self.special_ids for t in body) and bool(_KEYWORDS.match(text))
+        valid = closed and not any(t in self.special_ids for t in body) and is_keyword_list(text)
         return Cot(ids=ids, text=text.strip(), closed=closed, valid=valid)
 
 
