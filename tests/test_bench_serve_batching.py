@@ -5,22 +5,18 @@ positive and consistent with the counts, and that the batched arm really formed 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "serve_batching.py"
+from tests.conftest import load_bench
+
 TINY = ("random-2x64", "llm-random-2x64", "reranker-random-2x64")
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_serve_batching", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("serve_batching")
 
 
 @pytest.fixture
