@@ -135,21 +135,27 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=30)
 
 
-def measure(url: str, bodies: list[dict], n_sequential: int, n_concurrent: int, levels: list[int]) -> dict:
+def measure(url: str, bodies: list[dict], n_sequential: int, n_concurrent: int, levels: list[int],
+            root: int | None = None) -> dict:
+    """Sequential, each concurrency level and the no-model route at c=16. With ``root`` (the
+    server's process), the c=16 runs also record each server process's CPU per request."""
     concurrent(url, bodies[:64], concurrency=8)  # warm: first calls pay kernel and allocator set-up
     out = {"sequential": client_share(sequential, url, bodies[:n_sequential])}
+    cpu = {}
+
+    def timed(key: str, **kw) -> None:
+        run = lambda: client_share(concurrent, url, bodies[:n_concurrent], **kw)  # noqa: E731
+        if root is None or kw.get("concurrency") != 16:
+            out[key] = run()
+        else:
+            out[key], cpu[key] = cpu_per_request(root, run, len(bodies[:n_concurrent]))
+
     for c in levels:
-        out[f"c{c}"] = client_share(concurrent, url, bodies[:n_concurrent], concurrency=c)
-    out["c16_noop"] = client_share(concurrent, url, bodies[:n_concurrent], concurrency=16, path="/bench/noop-search")
+        timed(f"c{c}", concurrency=c)
+    timed("c16_noop", concurrency=16, path="/bench/noop-search")
+    if cpu:
+        out["cpu_ms_per_request"] = cpu
     return out
-
-
-def cpu_costs(root: int, url: str, bodies: list[dict]) -> dict:
-    """Per-role CPU per request at concurrency 16, for /search and for the no-model route."""
-    n = len(bodies)
-    return {"c16": cpu_per_request(root, lambda: concurrent(url, bodies, concurrency=16), n),
-            "c16_noop": cpu_per_request(root, lambda: concurrent(url, bodies, concurrency=16,
-                                                                 path="/bench/noop-search"), n)}
 
 
 def serve_pids(root: int) -> dict[str, int]:
@@ -180,9 +186,9 @@ def _role(p: psutil.Process) -> str:
     return "ray system" if "ray" in " ".join(cmd[:2]) else Path(head).name or "?"
 
 
-def cpu_per_request(root: int, fn, n_requests: int) -> dict[str, float]:
-    """CPU milliseconds per request spent by each role of the server's process tree while ``fn``
-    runs ``n_requests`` requests (all of them: where the 2 cores go, not only the model)."""
+def cpu_per_request(root: int, fn, n_requests: int) -> tuple[object, dict[str, float]]:
+    """(``fn``'s result, CPU milliseconds per request spent by each role of the server's process
+    tree while ``fn`` runs ``n_requests`` requests: where the 2 cores go, not only the model)."""
     procs = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
 
     def times() -> dict[int, float]:
@@ -196,12 +202,12 @@ def cpu_per_request(root: int, fn, n_requests: int) -> dict[str, float]:
 
     roles = {p.pid: ("server" if p.pid == root else _role(p)) for p in procs}
     before = times()
-    fn()
+    result = fn()
     after = times()
     out: Counter = Counter()
     for pid, t in after.items():
         out[roles[pid]] += 1000 * (t - before.get(pid, t)) / n_requests
-    return {k: round(v, 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v >= 0.05}
+    return result, {k: round(v, 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v >= 0.05}
 
 
 def listeners_beyond_loopback(root: int) -> list[str]:
@@ -309,8 +315,7 @@ def main() -> None:
     proc = start_server([sys.executable, "bench/asgi_baseline.py", "--index", index, "--port", str(args.port)],
                         env, url, out_dir / "serve_cost_asgi.log")
     try:
-        results["asgi"] = measure(url, bodies, args.sequential, args.concurrent, levels)
-        results["asgi"]["cpu_ms_per_request"] = cpu_costs(proc.pid, url, bodies[:args.concurrent])
+        results["asgi"] = measure(url, bodies, args.sequential, args.concurrent, levels, root=proc.pid)
     finally:
         stop(proc)
     print(json.dumps(results["asgi"]), flush=True)
@@ -321,9 +326,8 @@ def main() -> None:
                              *OVERRIDES.get(name, [])],
                             {**env, **VARIANTS[name]}, url, out_dir / f"serve_cost_{name}.log")
         try:
-            r = results[f"serve_{name}"] = measure(url, bodies, args.sequential, args.concurrent, levels)
+            r = results[f"serve_{name}"] = measure(url, bodies, args.sequential, args.concurrent, levels, root=proc.pid)
             r["c16_readyz"] = client_share(concurrent, url, [None] * args.concurrent, concurrency=16, path="/readyz")
-            r["cpu_ms_per_request"] = cpu_costs(proc.pid, url, bodies[:args.concurrent])
             r["listeners_beyond_loopback"] = listeners_beyond_loopback(proc.pid)
             direct = direct_ingress_url(proc.pid)
             if direct:  # the same app, its HTTP answered by the ingress replica, no proxy hop
