@@ -136,3 +136,59 @@ def test_bad_rerank_settings_fail_before_ray(tmp_path):
         load_config(EvaluateConfig, None, ["rerank=minilm", "rerank_interpolate=[1.5]"])
     with pytest.raises(ConfigError, match="needs a reranker"):
         load_config(EvaluateConfig, None, ["rerank_interpolate=[0.5]"])
+
+
+def test_retriever_options_and_paired_tests_by_query(tmp_path, data_dir):
+    """Per-label options reach their retriever alone; each pair's p is the paired randomization test
+    on the per-query scores of the run files written (each query its own unit)."""
+    from rayrag.config import load_config
+    from rayrag.data import load_beir
+    from rayrag.eval.metrics import evaluate_per_query
+    from rayrag.eval.job import EvaluateConfig, run_evaluate
+    from rayrag.eval.significance import paired_randomization_test
+
+    out = tmp_path / "out"
+    cfg = load_config(EvaluateConfig, None, [
+        f"data_dir={data_dir}", f"output_dir={out}", "retrievers=[bm25,same=bm25,tf=bm25]", "num_cpus=2",
+        "retriever_options={tf: {bm25_k1: 0.1, bm25_b: 0.0}}", "pairs=[bm25 vs tf,bm25 vs same]",
+        "permutations=2000", "metrics=[ndcg@10,recall@100]"])
+    result = run_evaluate(cfg)
+    runs = {n: read_run(out / "runs" / f"{n}.trec") for n in ("bm25", "same", "tf")}
+    assert runs["same"] == runs["bm25"] and runs["tf"] != runs["bm25"]  # the override reached "tf" only
+    assert result["retriever_options"] == {"tf": {"bm25_k1": 0.1, "bm25_b": 0.0}}
+    qrels = load_beir(data_dir / "scifact", "test").qrels
+    per = {n: evaluate_per_query(qrels, r, ["ndcg@10", "recall@100"]) for n, r in runs.items()}
+    qids = sorted(per["bm25"])
+    assert len(qids) == 300
+    for m in ("ndcg@10", "recall@100"):
+        t = result["significance"]["bm25 vs tf"][m]
+        a, b = [per["bm25"][q][m] for q in qids], [per["tf"][q][m] for q in qids]
+        assert t["a"] == pytest.approx(result["metrics"]["bm25"][m])
+        assert t["mean_diff"] == pytest.approx(np.mean(a) - np.mean(b))
+        assert t["p"] == pytest.approx(paired_randomization_test(a, b, qids, 2000, 0))
+        assert result["significance"]["bm25 vs same"][m] == {"a": t["a"], "b": t["a"], "mean_diff": 0.0, "p": 1.0}
+    assert result["significance"]["bm25 vs tf"]["ndcg@10"]["p"] < 0.05  # k1 0.1, b 0 is a much worse BM25
+
+
+def test_bad_pairs_and_retriever_options_fail_before_ray(tmp_path):
+    from rayrag.config import load_config
+    from rayrag.errors import ConfigError
+    from rayrag.eval.job import EvaluateConfig
+
+    base = ["retrievers=[bm25,b2=bm25]"]
+    for extra, match in [
+        (["retriever_options={nope: {bm25_k1: 1.0}}"], r"retriever_options: no retriever labelled \['nope'\]"),
+        (["retriever_options={b2: {bm25_k2: 1.0}}"], r"unknown config key\(s\) retriever_options\.b2\.bm25_k2"),
+        (["retriever_options={b2: {cot: long}}"], "options.cot must be"),
+        (["retriever_options={b2: 3}"], "expected a mapping"),
+        (["pairs=[bm25 - b2]"], "pairs: 'bm25 - b2' must be"),
+        (["pairs=[bm25 vs bm25]"], "pairs: .* must be"),
+        (["pairs=[bm25 vs x]"], "pairs: .* must be"),
+        (["pairs=[bm25 vs b2,bm25 vs b2]"], "pairs: duplicates"),
+        (["permutations=0"], "permutations must be >= 1"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            load_config(EvaluateConfig, None, base + extra)
+    # rerank rows can be paired
+    cfg = load_config(EvaluateConfig, None, base + ["rerank=minilm", "pairs=[bm25>>rerank vs bm25]"])
+    assert cfg.labels() == ["bm25", "bm25>>rerank", "b2", "b2>>rerank"]

@@ -120,7 +120,7 @@ def _over_default(f: dataclasses.Field, value: Any) -> Any:
         default = f.default
     if not dataclasses.is_dataclass(default) or isinstance(default, type):
         return value
-    return _merge(to_dict(default), value)
+    return merge(to_dict(default), value)
 
 
 def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
@@ -194,11 +194,12 @@ def _parse_value(raw: str, item: str) -> Any:
         raise ConfigError(f"override {item!r}: cannot parse value: {e}") from None
 
 
-def _merge(base: dict, extra: dict) -> dict:
+def merge(base: dict, extra: dict) -> dict:
+    """``extra`` over ``base``, nested mappings merged key by key."""
     out = dict(base)
     for k, v in extra.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
+            out[k] = merge(out[k], v)
         else:
             out[k] = v
     return out
@@ -221,7 +222,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Iterabl
                 base: dict | None = None, **explicit: Any) -> T:
     """Class defaults <- ``base`` (a job's own defaults) <- YAML file <- ``key=value`` overrides
     <- explicit keyword values (everyday flags)."""
-    data = _merge(base or {}, load_yaml(path) if path else {})
-    data = _merge(data, parse_overrides(overrides))
-    data = _merge(data, {k: v for k, v in explicit.items() if v is not None})
+    data = merge(base or {}, load_yaml(path) if path else {})
+    data = merge(data, parse_overrides(overrides))
+    data = merge(data, {k: v for k, v in explicit.items() if v is not None})
     return from_dict(cls, data)

@@ -20,7 +20,8 @@ from ..io import atomic_path, atomic_write_json
 from ..job import Job
 from ..search.options import RetrieverOptions
 from ..search.registry import Spec, parse_spec, split_label, validate_spec
-from .metrics import evaluate, parse_metric
+from .metrics import evaluate, evaluate_per_query, parse_metric
+from .significance import paired_test_by_query, parse_pair_list
 from .trec import write_run
 
 DEFAULT_RETRIEVERS = ["bm25", "minilm", "splade-tiny"]
@@ -47,6 +48,31 @@ class EvaluateConfig:
     rerank_interpolate: list[float] = field(default_factory=list)
     experiment: str = "rayrag"
     options: RetrieverOptions = field(default_factory=RetrieverOptions)
+    # label -> options for that retriever alone, over ``options``: one job can evaluate a model
+    # under several settings on the same queries, e.g. LREM's arms and CoT ablations
+    # ({direct: {reasoning: "off"}, empty: {cot: empty}} with direct=index:..., empty=index:...)
+    retriever_options: dict[str, dict] = field(default_factory=dict)
+    # "a vs b" (labels, rerank rows too): a paired randomization test on every metric, each query
+    # its own unit (eval/significance.py); mean difference and two-sided p go into result.json
+    pairs: list[str] = field(default_factory=list)
+    permutations: int = 10_000
+    seed: int = 0
+
+    def labels(self) -> list[str]:
+        """Every row the job reports: each retriever, then its rerank rows."""
+        base = [split_label(r)[0] for r in self.retrievers]
+        if not self.rerank:
+            return base
+        return [x for lab in base for x in [lab, lab + RERANK_SUFFIX] + [
+            interpolated_label(lab, w) for w in self.rerank_interpolate]]
+
+    def options_for(self, label: str) -> RetrieverOptions:
+        from ..config import from_dict, merge
+
+        if label not in self.retriever_options:
+            return self.options
+        return from_dict(RetrieverOptions, merge(to_dict(self.options), self.retriever_options[label]),
+                         prefix=f"retriever_options.{label}.")
 
     def validate(self) -> None:
         from ..search.rerank import check_interpolation_weight
@@ -82,6 +108,19 @@ class EvaluateConfig:
             raise ConfigError(f"cpus_per_retriever must be > 0, got {self.cpus_per_retriever}")
         if not self.output_dir:
             raise ConfigError("output_dir must not be empty")
+        unknown = sorted(set(self.retriever_options) - set(labels))
+        if unknown:
+            raise ConfigError(f"retriever_options: no retriever labelled {unknown}; labels: {labels}")
+        for label in self.retriever_options:
+            if not isinstance(self.retriever_options[label], dict):
+                raise ConfigError(f"retriever_options.{label}: expected a mapping of options")
+            self.options_for(label)  # unknown keys and bad values fail here
+        try:
+            parse_pair_list(self.pairs, self.labels())
+        except ValueError as e:
+            raise ConfigError(f"pairs: {e}") from None
+        if self.permutations < 1:
+            raise ConfigError(f"permutations must be >= 1, got {self.permutations}")
 
 
 def _retrieve(label: str, spec: str, options: RetrieverOptions, corpus: dict, queries: dict, depth: int,
@@ -152,6 +191,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     (out / "runs").mkdir(parents=True, exist_ok=True)
     started = init_ray(cfg.num_cpus)
     try:
+        judged = {q: j for q, j in dataset.qrels.items() if any(r > 0 for r in j.values())}  # as evaluate()
         remote = ray.remote(_retrieve)
         corpus_ref, queries_ref = ray.put(dataset.corpus), ray.put(dataset.queries)
         threads = max(1, int(round(cfg.cpus_per_retriever)))
@@ -159,16 +199,16 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
                   "interpolate": list(cfg.rerank_interpolate)} if cfg.rerank else None
         pending = {
             remote.options(num_cpus=cfg.cpus_per_retriever, name=f"retrieve:{label}").remote(
-                label, spec, cfg.options, corpus_ref, queries_ref, cfg.depth, threads, rerank): label
+                label, spec, cfg.options_for(label), corpus_ref, queries_ref, cfg.depth, threads, rerank): label
             for label, spec in entries
         }
-        labels = [lab for lab, _ in entries for lab in ([lab, lab + RERANK_SUFFIX] + [
-            interpolated_label(lab, w) for w in cfg.rerank_interpolate] if rerank else [lab])]
+        labels = cfg.labels()
         curve_ks = [k for k in (1, 3, 5, 10, 20, 50, 100, 200, 500, 1000) if k <= cfg.depth]
         metrics: dict[str, dict[str, float]] = {}
         curves: dict[str, dict[int, float]] = {}
         timings: dict[str, dict[str, float]] = {}
         stats: dict[str, dict[str, float]] = {}
+        per_query: dict[str, dict[str, dict[str, float]]] = {}  # label -> qid -> metric
         with tracking.job_run("evaluate", to_dict(cfg), dataset=dataset.name, experiment=cfg.experiment,
                               tags={"rayrag.split": cfg.split}) as jr:
             while pending:
@@ -176,6 +216,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
                 pending.pop(done)
                 for label, (run, timing, own) in ray.get(done).items():
                     metrics[label] = evaluate(dataset.qrels, run, cfg.metrics)
+                    per_query[label] = evaluate_per_query(judged, run, cfg.metrics)
                     curve = evaluate(dataset.qrels, run, [f"recall@{k}" for k in curve_ks])
                     curves[label] = {k: curve[f"recall@{k}"] for k in curve_ks}
                     timings[label] = timing
@@ -187,6 +228,9 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
                     jr.log_metrics({f"{label}/{k}": v for k, v in timing.items()})
                     print(f"[evaluate] {label}: " + "  ".join(f"{m}={v:.4f}" for m, v in metrics[label].items()),
                           flush=True)
+            significance = _significance(cfg, per_query)
+            for pair, by_metric in significance.items():
+                jr.log_metrics({_file_safe(f"{pair}/{m}/p"): t["p"] for m, t in by_metric.items()})
             result = {
                 "dataset": dataset.name,
                 "split": cfg.split,
@@ -198,6 +242,8 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
                 "num_docs": len(dataset.corpus),
                 "timings_s": {label: timings[label] for label in labels},
                 "retriever_stats": {label: stats[label] for label in labels if label in stats},
+                "retriever_options": cfg.retriever_options,
+                "significance": significance,
                 "mlflow_run_id": jr.run_id,
                 "tracking_uri": tracking.tracking_uri(),
             }
@@ -214,15 +260,31 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
             ray.shutdown()
 
 
+def _significance(cfg: EvaluateConfig, per_query: dict) -> dict:
+    """"a vs b" -> metric -> {a, b (means), mean_diff, p}: paired randomization test by query."""
+    out = {}
+    for a, b in parse_pair_list(cfg.pairs, cfg.labels()):
+        tests = {}
+        for m in cfg.metrics:
+            va = {q: v[m] for q, v in per_query[a].items()}
+            vb = {q: v[m] for q, v in per_query[b].items()}
+            mean_a, mean_b = sum(va.values()) / len(va), sum(vb.values()) / len(vb)
+            tests[m] = {"a": mean_a, "b": mean_b, "mean_diff": mean_a - mean_b,
+                        "p": paired_test_by_query(va, vb, cfg.permutations, cfg.seed)}
+        out[f"{a} vs {b}"] = tests
+    return out
+
+
 def _file_safe(spec: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in spec)
 
 
 def _summary_of_result(cfg, result: dict) -> str:
-    from .report import format_table
-    from .report import closing_words
+    from .report import closing_words, format_significance, format_table
 
-    return closing_words(format_table(result), cfg.output_dir, result)
+    table = format_table(result)
+    tests = format_significance(result)
+    return closing_words(f"{table}\n\n{tests}" if tests else table, cfg.output_dir, result)
 
 
 JOB = Job(

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
+from .significance import parse_pair_list
 
 PLAIN = ("last_turn", "history", "rewrite")
 # (better-hoped form, baseline form) tested by default when both are evaluated
@@ -81,16 +82,10 @@ def parse_pairs(pairs: list[str] | None, forms: list[Form]) -> list[tuple[str, s
         students = [f.name for f in forms if f.kind == "student"]
         out += [(s, o) for s in students for o in names if o != s]
         return out
-    out = []
-    for p in pairs:
-        a, sep, b = (p.partition(" vs ") if isinstance(p, str) else ("", "", ""))
-        a, b = a.strip(), b.strip()
-        if not sep or a not in names or b not in names or a == b:
-            raise ConfigError(f"pairs: {p!r} must be '<form> vs <other form>' with forms from {names}")
-        out.append((a, b))
-    if len(set(out)) != len(out):
-        raise ConfigError(f"pairs: duplicates in {pairs}")
-    return out
+    try:
+        return parse_pair_list(pairs, names)
+    except ValueError as e:
+        raise ConfigError(f"pairs: {e}") from None
 
 
 def student_folders(form: Form, folds: int | None) -> dict[int, str]:

@@ -14,6 +14,15 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def format_significance(result: dict) -> str:
+    """One line per pair and metric: the means, their difference and the paired test's p."""
+    lines = []
+    for pair, by_metric in (result.get("significance") or {}).items():
+        for m, t in by_metric.items():
+            lines.append(f"{pair}  {m}: {t['a']:.4f} vs {t['b']:.4f}  diff {t['mean_diff']:+.4f}  p={t['p']:.4f}")
+    return "\n".join(["paired randomization tests (by query):"] + lines) if lines else ""
+
+
 def closing_words(table: str, output_dir: str, result: dict) -> str:
     """An evaluate job's last output: its table, then where result.json and the MLflow run are."""
     return (f"{table}\n\nresult: {output_dir}/result.json  "

@@ -61,3 +61,26 @@ def paired_test_by_conversation(a: Mapping[str, float], b: Mapping[str, float], 
     qids = sorted(a)
     return paired_randomization_test([a[q] for q in qids], [b[q] for q in qids],
                                      [conversation_of[q] for q in qids], n_permutations, seed)
+
+
+def paired_test_by_query(a: Mapping[str, float], b: Mapping[str, float], n_permutations: int = 10_000,
+                         seed: int = 0) -> float:
+    """The test with each query its own unit (BEIR queries are independent of each other)."""
+    return paired_test_by_conversation(a, b, {q: q for q in a}, n_permutations, seed)
+
+
+def parse_pair(text: object, names: Sequence[str]) -> tuple[str, str]:
+    """``"a vs b"`` -> (a, b), both among ``names`` and different; else ValueError."""
+    a, sep, b = text.partition(" vs ") if isinstance(text, str) else ("", "", "")
+    a, b = a.strip(), b.strip()
+    if not sep or a not in names or b not in names or a == b:
+        raise ValueError(f"{text!r} must be '<name> vs <other name>' with names from {list(names)}")
+    return a, b
+
+
+def parse_pair_list(pairs: Sequence[object], names: Sequence[str]) -> list[tuple[str, str]]:
+    """Every pair parsed (``parse_pair``); duplicates refused. Raises ValueError."""
+    out = [parse_pair(p, names) for p in pairs]
+    if len(set(out)) != len(out):
+        raise ValueError(f"duplicates in {list(pairs)}")
+    return out

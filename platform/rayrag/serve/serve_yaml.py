@@ -16,7 +16,7 @@ from typing import Iterable
 
 import yaml
 
-from ..config import _merge, from_dict, load_yaml, parse_overrides, to_dict
+from ..config import merge, from_dict, load_yaml, parse_overrides, to_dict
 from ..errors import ConfigError
 from .config import INDEX_FIELDS, ServeConfig
 
@@ -52,7 +52,7 @@ def app_config(app: dict, overrides: Iterable[str] = ()) -> ServeConfig:
     # the Retriever's; with the retriever inside the ingress, the Ingress's
     user_config = by_name.get("Retriever") or by_name.get("Ingress") or {}
     index = {k: v for k, v in user_config.items() if k in INDEX_FIELDS}
-    return from_dict(ServeConfig, _merge(_merge(app.get("args") or {}, index), parse_overrides(overrides)))
+    return from_dict(ServeConfig, merge(merge(app.get("args") or {}, index), parse_overrides(overrides)))
 
 
 def header(path: str) -> str:
