@@ -181,6 +181,7 @@ def test_bad_pairs_and_retriever_options_fail_before_ray(tmp_path):
         (["retriever_options={b2: {bm25_k2: 1.0}}"], r"unknown config key\(s\) retriever_options\.b2\.bm25_k2"),
         (["retriever_options={b2: {cot: long}}"], "options.cot must be"),
         (["retriever_options={b2: 3}"], "expected a mapping"),
+        (["retriever_options={off: {bm25_k1: 1.0}}"], "labels must be strings, got \\[False\\]"),
         (["pairs=[bm25 - b2]"], "pairs: 'bm25 - b2' must be"),
         (["pairs=[bm25 vs bm25]"], "pairs: .* must be"),
         (["pairs=[bm25 vs x]"], "pairs: .* must be"),

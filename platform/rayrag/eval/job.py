@@ -108,6 +108,10 @@ class EvaluateConfig:
             raise ConfigError(f"cpus_per_retriever must be > 0, got {self.cpus_per_retriever}")
         if not self.output_dir:
             raise ConfigError("output_dir must not be empty")
+        odd = [k for k in self.retriever_options if not isinstance(k, str)]
+        if odd:
+            raise ConfigError(f"retriever_options: labels must be strings, got {odd} (YAML reads on, off, yes "
+                              f"and no as booleans: quote such a label)")
         unknown = sorted(set(self.retriever_options) - set(labels))
         if unknown:
             raise ConfigError(f"retriever_options: no retriever labelled {unknown}; labels: {labels}")
