@@ -108,18 +108,26 @@ def test_stage1_then_grpo_on_ray_train(ray_local, tmp_path, tiny_llama, cot_exam
     assert rm.limits.max_cot_tokens == 16
     # stage 2 starts from stage 1's folder given relative to the driver's cwd, as the shipped config does
     monkeypatch.chdir(Path(sft["model_dir"]).parents[1])
-    grpo = run_train(_cfg(tmp_path / "rl", "out/model", examples, data_dir, "objective=lrem-grpo", "max_steps=2",
+    grpo = run_train(_cfg(tmp_path / "rl", "out/model", examples, data_dir, "objective=lrem-grpo", "max_steps=4",
                           "lr=1e-4", "lrem.num_samples=4", "lrem.corpus_candidates=8"))
     history = json.loads((Path(grpo["model_dir"]).parent / "loss_history.json").read_text())
     m = history["metrics"]
     for key in ("rl/reward", "rl/reward_format", "rl/reward_length", "rl/reward_acc", "rl/format_valid",
                 "rl/cot_tokens", "rl/zero_variance_groups", "rl/item_cosine", "rl/pg_loss", "rl/infonce"):
-        assert len(m[key]) == 2, key
+        assert len(m[key]) == 4, key
     assert all(0 <= v <= 1.7 for v in m["rl/reward"]) and all(0 <= v <= 1 for v in m["rl/format_valid"])
     client = MlflowClient(grpo["tracking_uri"])
     assert client.get_run(grpo["mlflow_run_id"]).data.metrics["rl/reward"] == pytest.approx(m["rl/reward"][-1])
     arts = [a.path for a in client.list_artifacts(grpo["mlflow_run_id"], "samples")]
     assert arts == ["samples/epoch0.txt"]
+    # each curve's last steps against its first (2 of 4 each here), in result.json and MLflow
+    from rayrag.train.curves import trend
+
+    assert grpo["trends"]["rl/reward"] == pytest.approx(trend(m["rl/reward"]))
+    assert json.loads((Path(grpo["model_dir"]).parent / "result.json").read_text())["trends"] == grpo["trends"]
+    assert client.get_run(grpo["mlflow_run_id"]).data.metrics["trend/rl/reward/last"] == pytest.approx(
+        grpo["trends"]["rl/reward"]["last"])
+    assert "plots/step_metrics.png" in [a.path for a in client.list_artifacts(grpo["mlflow_run_id"], "plots")]
 
 
 def _objective(tmp_path, model, examples, data_dir, *overrides):

@@ -133,6 +133,7 @@ def run_train(cfg: TrainConfig) -> dict:
                        "resumed_from_step": metrics.get("resumed_from_step")}
             jr.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
             _plot_loss(jr, history["losses"], cfg)
+            summary["trends"] = _log_step_curves(jr, history.get("metrics") or {}, cfg)
             jr.log_artifact(out / "model", "model")
             version = None
             if cfg.register_as:
@@ -184,6 +185,24 @@ def _check_resources(cfg: TrainConfig, have: dict) -> None:
     if have.get("CPU", 0) < cfg.num_workers * cfg.cpus_per_worker:
         raise ConfigError(f"{cfg.num_workers} workers x {cfg.cpus_per_worker:g} CPUs do not fit the cluster's "
                           f"{have.get('CPU', 0):g} CPUs; lower num_workers or cpus_per_worker")
+
+
+def _log_step_curves(jr, curves: dict[str, list[float]], cfg: TrainConfig) -> dict:
+    """The objective's per-step metrics (RL reward and its parts, format, CoT length, ...): a plot
+    and each curve's last 10% of steps against its first (train/curves.py), logged and returned."""
+    if not curves:
+        return {}
+    import matplotlib.pyplot as plt
+
+    from .curves import plot_curves, trends
+
+    fig = plot_curves(curves, f"{cfg.model}: {cfg.objective}, per optimizer step")
+    jr.log_figure(fig, "plots/step_metrics.png")
+    plt.close(fig)
+    found = trends(curves)
+    jr.log_metrics({f"trend/{name}/{k}": v for name, t in found.items() for k, v in t.items()
+                    if k in ("first", "last", "z") and v is not None})
+    return found
 
 
 def _plot_loss(jr, losses: list[float], cfg: TrainConfig) -> None:
