@@ -109,13 +109,16 @@ def test_stage1_then_grpo_on_ray_train(ray_local, tmp_path, tiny_llama, cot_exam
     # stage 2 starts from stage 1's folder given relative to the driver's cwd, as the shipped config does
     monkeypatch.chdir(Path(sft["model_dir"]).parents[1])
     grpo = run_train(_cfg(tmp_path / "rl", "out/model", examples, data_dir, "objective=lrem-grpo", "max_steps=4",
-                          "lr=1e-4", "lrem.num_samples=4", "lrem.corpus_candidates=8"))
+                          "lr=1e-4", "lrem.num_samples=4", "lrem.corpus_candidates=8",
+                          "lrem.hard_candidates=3"))
     history = json.loads((Path(grpo["model_dir"]).parent / "loss_history.json").read_text())
     m = history["metrics"]
     for key in ("rl/reward", "rl/reward_format", "rl/reward_length", "rl/reward_acc", "rl/format_valid",
                 "rl/cot_tokens", "rl/zero_variance_groups", "rl/item_cosine", "rl/pg_loss", "rl/infonce"):
         assert len(m[key]) == 4, key
     assert all(0 <= v <= 1.7 for v in m["rl/reward"]) and all(0 <= v <= 1 for v in m["rl/format_valid"])
+    # the reward's pool: 4 queries x 2 items, 8 corpus passages, 3 more mined negatives per query
+    assert m["rl/candidates"] == [4 * 2 + 8 + 4 * 3] * 4
     client = MlflowClient(grpo["tracking_uri"])
     assert client.get_run(grpo["mlflow_run_id"]).data.metrics["rl/reward"] == pytest.approx(m["rl/reward"][-1])
     arts = [a.path for a in client.list_artifacts(grpo["mlflow_run_id"], "samples")]
@@ -128,6 +131,23 @@ def test_stage1_then_grpo_on_ray_train(ray_local, tmp_path, tiny_llama, cot_exam
     assert client.get_run(grpo["mlflow_run_id"]).data.metrics["trend/rl/reward/last"] == pytest.approx(
         grpo["trends"]["rl/reward"]["last"])
     assert "plots/step_metrics.png" in [a.path for a in client.list_artifacts(grpo["mlflow_run_id"], "plots")]
+
+
+def test_grpo_hard_candidates_are_the_next_mined_negatives(tmp_path, tiny_llama, cot_examples, data_dir):
+    obj, _ = _objective(tmp_path, tiny_llama, cot_examples[0], data_dir, "objective=lrem-grpo",
+                        "lrem.hard_candidates=3")
+    data = obj.prepare_data(obj.cfg)
+    text = data["text"]
+    for i, ex in enumerate(data["examples"][:5]):
+        g = obj.group(ex, i, 0, text)
+        mined = [text[d] for d in ex.negatives[:obj.cfg.negatives_from_top]]
+        assert len(g.candidates) == 3 and not set(g.candidates) & set(g.docs)
+        # the best-ranked mined negatives that are not in the group, in mined order
+        assert list(g.candidates) == [t for t in mined if t not in g.docs][:3]
+    batch = obj.collate([obj.group(ex, i, 0, text) for i, ex in enumerate(data["examples"][:2])])
+    assert batch["c_ids"].shape[0] == 6 and batch["c_ids"][:, -1].eq(obj.rm.emb_id).all()
+    plain, _ = _objective(tmp_path / "plain", tiny_llama, cot_examples[0], data_dir, "objective=lrem-grpo")
+    assert "c_ids" not in plain.collate([plain.group(data["examples"][0], 0, 0, text)])
 
 
 def _objective(tmp_path, model, examples, data_dir, *overrides):
@@ -237,6 +257,7 @@ def test_bad_reasoning_input_gets_a_clear_error(tmp_path, tiny_llama, mined, dat
     from rayrag.cli import main
 
     assert main(["train-reasoning", f"examples={mined}", "objective=lrem-grpo", "lrem.num_samples=1"]) == 2
+    assert main(["train-reasoning", f"examples={mined}", "objective=lrem-grpo", "lrem.hard_candidates=-1"]) == 2
     assert main(["train-dense", f"examples={mined}", "objective=lrem-sft"]) == 2  # the wrong job
 
 

@@ -91,6 +91,9 @@ class LremConfig:
     # candidates the reward ranks the positive among: the micro-batch's items (positives and
     # mined negatives of every query in it) plus this many corpus passages drawn per step
     corpus_candidates: int = 0
+    # and each query's next mined negatives (among the first negatives_from_top, not in its
+    # group): candidates as hard as its own negatives, which random passages rarely are
+    hard_candidates: int = 0
     reward_weights: dict[str, float] = field(default_factory=lambda: {"format": 0.5, "length": 0.2, "acc": 1.0})
     sample_log_every_epochs: int = 1  # a text artifact of sampled CoTs every n epochs
 
@@ -98,7 +101,8 @@ class LremConfig:
         if not 1 <= self.max_cot_tokens <= self.max_new_tokens:
             raise ConfigError(f"lrem: need 1 <= max_cot_tokens <= max_new_tokens, got {self.max_cot_tokens}, "
                               f"{self.max_new_tokens}")
-        for name in ("sft_weight", "infonce_weight", "pg_weight", "rl_infonce_weight", "corpus_candidates"):
+        for name in ("sft_weight", "infonce_weight", "pg_weight", "rl_infonce_weight", "corpus_candidates",
+                     "hard_candidates"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"lrem.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.thought_dropout < 1:

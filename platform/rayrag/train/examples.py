@@ -34,6 +34,7 @@ class Group:
     docs: tuple[str, ...]  # texts, len == group_size
     teacher: tuple[float, ...] | None
     cot: str | None = None
+    candidates: tuple[str, ...] = ()  # texts scored but not trained on (LREM's reward pool)
 
 
 def load_examples(path: str | Path, corpus_ids: set[str], need_negatives: bool,

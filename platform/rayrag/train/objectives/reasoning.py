@@ -23,6 +23,7 @@ worker, so group normalisation needs nothing from the others). Sampling is seede
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -197,6 +198,21 @@ class GrpoObjective(ReasoningObjective):
         ids, mask = _cpu(self.rm.pad(self.rm.query_prompts([g.query for g in groups])))
         return {"p_ids": ids, "p_mask": mask}
 
+    def group(self, example, index: int, epoch: int, text: dict[str, str]) -> Group:
+        g = super().group(example, index, epoch, text)
+        n = self.cfg.lrem.hard_candidates
+        if not n:
+            return g
+        pool = [text[d] for d in example.negatives[:self.cfg.negatives_from_top] if text[d] not in g.docs]
+        return replace(g, candidates=tuple(pool[:n]))
+
+    def collate(self, groups: Sequence[Group]) -> dict[str, torch.Tensor]:
+        batch = super().collate(groups)
+        hard = [t for g in groups for t in g.candidates]
+        if hard:
+            batch["c_ids"], batch["c_mask"] = _cpu(self.rm.pad(self.rm.items(hard)))
+        return batch
+
     def loss(self, engine, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         from ...distributed import rank, world_size
 
@@ -217,7 +233,9 @@ class GrpoObjective(ReasoningObjective):
 
         # reward: rank of each sample's own positive among the step's candidate items
         with torch.no_grad():
-            cands = torch.cat([d.detach(), self._corpus_candidates(seed, d.device)])
+            hard = (self.rm.forward(batch["c_ids"], batch["c_mask"], engine)[1] if "c_ids" in batch
+                    else d.new_zeros((0, d.shape[1])))
+            cands = torch.cat([d.detach(), self._corpus_candidates(seed, d.device), hard])
             scores = q.detach() @ cands.T  # [Q*G, N]
             own = (torch.arange(Q * G, device=q.device) // G) * g
             rank_ = 1 + (scores > scores.gather(1, own[:, None])).sum(1)
@@ -245,7 +263,7 @@ class GrpoObjective(ReasoningObjective):
                 "rl/zero_variance_groups": float(1 - keep.float().mean()),
                 "rl/item_cosine": float(_mean_offdiag_cosine(d.detach())),
                 "rl/clip_fraction": clip_fraction(logp, logp.detach(), chosen[:, 1:], lrem.clip_eps),
-                "rl/pg_loss": float(pg), "rl/infonce": float(nce)}
+                "rl/pg_loss": float(pg), "rl/infonce": float(nce), "rl/candidates": float(cands.shape[0])}
             if len(self.samples) < 32:
                 self.samples += [f"{self.tokenizer.decode(p, skip_special_tokens=True)!r} -> {c.text!r} "
                                  f"(valid={c.valid}, reward={float(r):.3f})"
