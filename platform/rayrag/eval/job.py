@@ -20,7 +20,7 @@ from ..io import atomic_path, atomic_write_json
 from ..job import Job
 from ..search.options import RetrieverOptions
 from ..search.registry import Spec, parse_spec, split_label, validate_spec
-from .metrics import evaluate, evaluate_per_query, parse_metric
+from .metrics import evaluate, evaluate_scored, parse_metric
 from .significance import paired_test_by_query, parse_pair_list
 from .trec import write_run
 
@@ -195,7 +195,6 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     (out / "runs").mkdir(parents=True, exist_ok=True)
     started = init_ray(cfg.num_cpus)
     try:
-        judged = {q: j for q, j in dataset.qrels.items() if any(r > 0 for r in j.values())}  # as evaluate()
         remote = ray.remote(_retrieve)
         corpus_ref, queries_ref = ray.put(dataset.corpus), ray.put(dataset.queries)
         threads = max(1, int(round(cfg.cpus_per_retriever)))
@@ -219,8 +218,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
                 [done], _ = ray.wait(list(pending), num_returns=1)
                 pending.pop(done)
                 for label, (run, timing, own) in ray.get(done).items():
-                    metrics[label] = evaluate(dataset.qrels, run, cfg.metrics)
-                    per_query[label] = evaluate_per_query(judged, run, cfg.metrics)
+                    metrics[label], per_query[label] = evaluate_scored(dataset.qrels, run, cfg.metrics)
                     curve = evaluate(dataset.qrels, run, [f"recall@{k}" for k in curve_ks])
                     curves[label] = {k: curve[f"recall@{k}"] for k in curve_ks}
                     timings[label] = timing
@@ -232,7 +230,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
                     jr.log_metrics({f"{label}/{k}": v for k, v in timing.items()})
                     print(f"[evaluate] {label}: " + "  ".join(f"{m}={v:.4f}" for m, v in metrics[label].items()),
                           flush=True)
-            significance = _significance(cfg, per_query)
+            significance = _significance(cfg, metrics, per_query)
             for pair, by_metric in significance.items():
                 jr.log_metrics({_file_safe(f"{pair}/{m}/p"): t["p"] for m, t in by_metric.items()})
             result = {
@@ -264,7 +262,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
             ray.shutdown()
 
 
-def _significance(cfg: EvaluateConfig, per_query: dict) -> dict:
+def _significance(cfg: EvaluateConfig, metrics: dict, per_query: dict) -> dict:
     """"a vs b" -> metric -> {a, b (means), mean_diff, p}: paired randomization test by query."""
     out = {}
     for a, b in parse_pair_list(cfg.pairs, cfg.labels()):
@@ -272,7 +270,7 @@ def _significance(cfg: EvaluateConfig, per_query: dict) -> dict:
         for m in cfg.metrics:
             va = {q: v[m] for q, v in per_query[a].items()}
             vb = {q: v[m] for q, v in per_query[b].items()}
-            mean_a, mean_b = sum(va.values()) / len(va), sum(vb.values()) / len(vb)
+            mean_a, mean_b = metrics[a][m], metrics[b][m]
             tests[m] = {"a": mean_a, "b": mean_b, "mean_diff": mean_a - mean_b,
                         "p": paired_test_by_query(va, vb, cfg.permutations, cfg.seed)}
         out[f"{a} vs {b}"] = tests

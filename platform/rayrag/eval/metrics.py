@@ -82,9 +82,16 @@ def evaluate_per_query(qrels: Mapping[str, Mapping[str, int]], run: RunLike,
 
 def evaluate(qrels: Mapping[str, Mapping[str, int]], run: RunLike, metrics: Iterable[str]) -> dict[str, float]:
     """Mean of each metric over the judged queries that have at least one relevant document."""
+    return evaluate_scored(qrels, run, metrics)[0]
+
+
+def evaluate_scored(qrels: Mapping[str, Mapping[str, int]], run: RunLike,
+                    metrics: Iterable[str]) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """``evaluate``'s means and the per-query values they average (qid -> metric -> value, over
+    the queries with at least one relevant document): what paired tests need, computed once."""
     metrics = list(metrics)
     judged = {q: j for q, j in qrels.items() if any(r > 0 for r in j.values())}
     if not judged:
         raise ValueError("qrels contain no relevant judgments")
     per_query = evaluate_per_query(judged, run, metrics)
-    return {m: sum(v[m] for v in per_query.values()) / len(per_query) for m in metrics}
+    return {m: sum(v[m] for v in per_query.values()) / len(per_query) for m in metrics}, per_query
