@@ -21,11 +21,17 @@ REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).parent / "ray")
 
 
-@pytest.fixture
-def ray_cluster(tmp_path):
-    """Head (1 CPU, dashboard) + worker node (1 CPU), both on 127.0.0.1, token auth on."""
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    """Head (1 CPU, dashboard) + worker node (1 CPU), both on 127.0.0.1, token auth on.
+
+    One cluster for the module (its start and stop are about a minute of a 2-core machine): the
+    jobs test runs on it first, then the node-loss test, which kills the worker node, last."""
+    tmp_path = tmp_path_factory.mktemp("cluster")
     # PATH as after `source .venv/bin/activate`: job entrypoints say `python -m jobs.X`
+    # RAYRAG_HOME: set up before any test's own (conftest's _isolated_home), so it gets one here
     env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32),
+               RAYRAG_HOME=str(tmp_path / "rayrag-home"),
                RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     env.pop("RAY_ADDRESS", None)

@@ -554,10 +554,13 @@ def test_ray_containers_get_tracking_uri_and_data_volume(overlay):
     env = one(docs, "ConfigMap", "rayrag-env")["data"]
     assert env["MLFLOW_TRACKING_URI"] == f"http://mlflow.{NAMESPACE}.svc:5000"
     assert env["RAYRAG_DATA_DIR"].startswith("/data/")
-    from rayrag.serve.ray_env import CLUSTER_ENV
+    from rayrag.serve.ray_env import CLUSTER_ENV, LOCAL_DRAIN, PRESET
 
-    # Serve on the cluster runs with the settings `jobs.serve run` gives a local Ray, plus HAProxy
-    assert {k: env.get(k) for k in CLUSTER_ENV} == CLUSTER_ENV
+    # Serve on the cluster runs with Ray's throughput preset, as `jobs.serve run` gives a local Ray,
+    # plus HAProxy; it keeps Ray's 30 s drain of stopping ingress replicas (the local Ray's is 2 s),
+    # which the load balancers in front of the replicas' ports need
+    assert {k: env.get(k) for k in CLUSTER_ENV} == CLUSTER_ENV and PRESET.items() <= CLUSTER_ENV.items()
+    assert not LOCAL_DRAIN.keys() & (set(env) | set(CLUSTER_ENV))
     data_pvc = one(docs, "PersistentVolumeClaim", "rayrag-data")
     assert data_pvc["spec"]["accessModes"] == ["ReadWriteMany"], "head and workers of every cluster share it"
     ray_templates = [x for x in all_pod_templates(docs) if x[1] == "ray"]

@@ -25,10 +25,16 @@ def loss_history(cfg: TrainConfig) -> list[float]:
 
 
 def assert_trained_like(result: dict, cfg: TrainConfig, reference, initial: Path, *, rtol: float = 1e-4,
-                        atol: float = 1e-5, weight_atol: float = 2e-5) -> dict[str, float]:
+                        atol: float = 1e-5, weight_atol: float = 2e-5,
+                        outlier_atol: float | None = None) -> dict[str, float]:
     """The run's per-step losses and exported weights equal ``reference``'s (a ``ReferenceRun``),
     and training moved the weights away from ``initial``'s (else two untrained models would
-    agree). Returns the measured gaps, printed for the record."""
+    agree). Returns the measured gaps, printed for the record.
+
+    ``outlier_atol``: at most 0.1% of each tensor's elements may be off by more than
+    ``weight_atol``, none by more than this. Adam divides each gradient by its own running norm,
+    so an element whose gradient is near Adam's eps turns a float-order difference in the
+    workers' gradient reduction into a visible weight difference (ZeRO-3's reduce-scatter)."""
     from safetensors.torch import load_file
 
     losses = loss_history(cfg)
@@ -38,7 +44,13 @@ def assert_trained_like(result: dict, cfg: TrainConfig, reference, initial: Path
     ref = getattr(reference.module, "backbone", reference.module).state_dict()  # bi-encoders export the backbone
     assert set(trained) <= set(ref)
     for name, value in trained.items():
-        np.testing.assert_allclose(value.float().numpy(), ref[name].float().numpy(), atol=weight_atol, err_msg=name)
+        got, want = value.float().numpy(), ref[name].float().numpy()
+        if outlier_atol is not None:
+            off = np.abs(got - want) > weight_atol
+            assert off.sum() <= max(1, off.size // 1000), (name, int(off.sum()), off.size)
+            np.testing.assert_allclose(got, want, atol=outlier_atol, err_msg=name)
+        else:
+            np.testing.assert_allclose(got, want, atol=weight_atol, err_msg=name)
     start = load_file(str(initial / "model.safetensors"))
     moved = max(float((trained[n] - start[n]).abs().max()) for n in trained if n in start)
     assert moved > 1e-3  # the comparison is not between two untrained models
