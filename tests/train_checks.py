@@ -45,12 +45,10 @@ def assert_trained_like(result: dict, cfg: TrainConfig, reference, initial: Path
     assert set(trained) <= set(ref)
     for name, value in trained.items():
         got, want = value.float().numpy(), ref[name].float().numpy()
-        if outlier_atol is not None:
-            off = np.abs(got - want) > weight_atol
-            assert off.sum() <= max(1, off.size // 1000), (name, int(off.sum()), off.size)
-            np.testing.assert_allclose(got, want, atol=outlier_atol, err_msg=name)
-        else:
-            np.testing.assert_allclose(got, want, atol=weight_atol, err_msg=name)
+        np.testing.assert_allclose(got, want, atol=outlier_atol or weight_atol, err_msg=name)
+        if outlier_atol:
+            outliers = int((np.abs(got - want) > weight_atol).sum())
+            assert outliers <= max(1, got.size // 1000), (name, outliers, got.size)
     start = load_file(str(initial / "model.safetensors"))
     moved = max(float((trained[n] - start[n]).abs().max()) for n in trained if n in start)
     assert moved > 1e-3  # the comparison is not between two untrained models
