@@ -131,19 +131,30 @@ def test_examples_format_scores_and_split(mtrag_slice, tmp_path, tiny_bert):
             assert np.allclose(r["teacher_scores"][name], expect, rtol=1e-4, atol=1e-5)
             assert expect.max() > 0  # not trivially equal: the candidates share terms with the query
             # ... and the teacher's own top-k from the index is among the candidates.
-            rows, scores = loaded.index.search(enc.encode([q], progress=False), 5)
-            assert {loaded.ids[j] for j, s in zip(rows[0], scores[0]) if s > 0} <= set(ids)
+            assert _top(loaded, enc, q) <= set(ids)
+        # so are the last turn's and the whole history's (the untrained student's own mistakes)
+        assert _top(loaded, enc, r["query"]) <= set(ids) and _top(loaded, enc, f"|user|: {t.last_turn}") <= set(ids)
     assert m["teachers"] == ["human", "llm"] and m["mlflow_run_id"]
     assert m["counts"]["train"]["all"]["turns"] == len(train)
     assert json.loads((out / "manifest.json").read_text())["files"].keys() == {"train.jsonl", "eval.jsonl"}
 
     # Choosing the recipe: the holdout comes out of training and the test part is not written at all.
-    m = run_teacher_scores(_config(mtrag_slice, tmp_path, holdout="recipe", output_dir=str(tmp_path / "recipe")))
+    # Candidates from the teacher alone here: its top-k and the positives, nothing else.
+    m = run_teacher_scores(_config(mtrag_slice, tmp_path, holdout="recipe", output_dir=str(tmp_path / "recipe"),
+                                   candidates=["teachers"]))
+    for r in _read(tmp_path / "recipe/train.jsonl") + _read(tmp_path / "recipe/recipe.jsonl"):
+        assert {d["id"] for d in r["docs"]} == _top(loaded, enc, r["teacher_queries"]["human"]) | set(r["positives"])
     assert m["files"].keys() == {"train.jsonl", "recipe.jsonl"}
     train, recipe = _read(tmp_path / "recipe/train.jsonl"), _read(tmp_path / "recipe/recipe.jsonl")
     convs = {r["conversation_id"] for r in train}, {r["conversation_id"] for r in recipe}
     assert not convs[0] & convs[1] and not (convs[0] | convs[1]) & set(fold.test)
     assert convs[0] | convs[1] == set(fold.train) & govt
+
+
+def _top(loaded, enc, query: str, k: int = 5) -> set[str]:
+    """The index's top-k ids for a query text (scores > 0: a passage sharing no term is no candidate)."""
+    rows, scores = loaded.index.search(enc.encode([query], progress=False), k)
+    return {loaded.ids[j] for j, s in zip(rows[0], scores[0]) if s > 0}
 
 
 def test_split_by_conversation(mtrag_slice):
@@ -167,6 +178,8 @@ def test_split_by_conversation(mtrag_slice):
     ({"teachers": ["human=x.jsonl"]}, "takes no file"),
     ({"index": "out/index-govt"}, "must contain {domain}"),
     ({"history_max_tokens": 512}, "history_max_tokens"),
+    ({"candidates": ["rewrite"]}, "candidates: give distinct values"),
+    ({"candidates": []}, "candidates: give distinct values"),
 ])
 def test_bad_config_rejected(over, match, mtrag_slice, tmp_path):
     with pytest.raises(ConfigError, match=match):

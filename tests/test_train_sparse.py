@@ -119,13 +119,32 @@ def test_regulariser_grows_quadratically(tmp_path):
     assert reg_weight(cfg, 0) == 0.4
 
 
+def test_the_objective_scales_the_students_scores_in_the_loss_only():
+    """``disco.student_scale`` reaches the loss: the objective's loss at 0.2 is the DiSCo loss of 0.2 x
+    the scores (and the regulariser of the unscaled representations)."""
+    import torch
+
+    from rayrag.losses import disco_loss, flops
+    from rayrag.train.objectives.sparse import _disco
+
+    torch.manual_seed(0)
+    scores, q = torch.randn(2, 3) * 10, torch.rand(2, 7)
+    batch = {"teacher": torch.randn(1, 2, 3), "mask": torch.ones(2, 3, dtype=torch.bool),
+             "positives": torch.tensor([[True, False, False], [False, False, True]])}
+    cfg = load_config(TrainConfig, None, ["objective=disco", "disco.student_scale=0.2", "disco.reg_weight=0.3"])
+    want = disco_loss(scores * 0.2, batch["teacher"], batch["mask"], batch["positives"]) + 0.3 * flops(q)
+    assert _disco(scores, q, batch, cfg, 5).item() == pytest.approx(want.item(), rel=1e-6)
+    plain = load_config(TrainConfig, None, ["objective=disco", "disco.reg_weight=0.3"])
+    assert _disco(scores, q, batch, plain, 5).item() != pytest.approx(want.item(), rel=1e-3)
+
+
 def test_config_rejections():
     from rayrag.errors import ConfigError
 
     for bad, message in [("disco.teachers=[]", "non-empty list"), ("disco.teachers=[a,a]", "distinct"),
                          ("disco.teacher_weights=[1.0,2.0]", "one per teacher"), ("disco.teacher_weights=[-1.0]", "non-negative"), ("disco.reg=l2", "flops"),
                          ("disco.kl_weight=0", "not both 0"), ("disco.temperature=0", "> 0"),
-                         ("disco.max_candidates=1", ">= 2")]:
+                         ("disco.student_scale=-0.5", "student_scale must be > 0"), ("disco.max_candidates=1", ">= 2")]:
         extra = ["disco.contrastive_weight=0"] if bad.startswith("disco.kl") else []
         with pytest.raises(ConfigError, match=message):
             load_config(TrainConfig, None, ["objective=disco", bad, *extra])

@@ -88,3 +88,16 @@ def test_rejections():
         disco_loss(s, t, full, torch.zeros(2, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match="non-negative"):
         disco_loss(s, t.expand(2, 2, 3), full, full, teacher_weights=torch.tensor([1.0, -1.0]))
+
+
+def test_student_scale_multiplies_the_students_scores_only():
+    """KL and contrastive both see 0.2 x the student's scores; the teacher's stay as they are."""
+    s = torch.tensor([[10.0, 0.0, -5.0]])
+    t = torch.tensor([[0.0, 2.0, 0.0]])
+    full = torch.ones(1, 3, dtype=torch.bool)
+    pos = torch.tensor([[False, True, False]])
+    q, p = _softmax([2.0, 0.0, -1.0]), _softmax([0.0, 2.0, 0.0])
+    got = disco_loss(s, t, full, pos, student_scale=0.2)
+    assert got.item() == pytest.approx(0.99 * _kl(p, q) - 0.01 * math.log(q[1]), rel=1e-6)
+    with pytest.raises(ValueError, match="student_scale"):
+        disco_loss(s, t, full, pos, student_scale=0.0)

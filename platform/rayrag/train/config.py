@@ -40,6 +40,8 @@ class DiscoConfig:
     kl_weight: float = 0.99
     contrastive_weight: float = 0.01
     temperature: float = 1.0  # divides teacher and student scores alike
+    # multiplies the student's scores in the loss only (rankings unchanged): see losses/disco.py
+    student_scale: float = 1.0
     reg: str = "flops"  # sparsity regulariser on the query representations: flops | l1 | none
     # Of the order of SPLADE's query-side weights; not tuned here.
     reg_weight: float = 5.0e-4
@@ -64,6 +66,8 @@ class DiscoConfig:
             raise ConfigError("disco.kl_weight and disco.contrastive_weight must be >= 0, not both 0")
         if self.temperature <= 0:
             raise ConfigError(f"disco.temperature must be > 0, got {self.temperature}")
+        if self.student_scale <= 0:
+            raise ConfigError(f"disco.student_scale must be > 0, got {self.student_scale}")
         if self.reg not in REGULARISERS:
             raise ConfigError(f"disco.reg must be one of {REGULARISERS}, got {self.reg!r}")
         if self.reg_weight < 0 or self.reg_warmup_steps < 0:

@@ -248,7 +248,7 @@ def _disco(scores, q_reps, batch, cfg: TrainConfig, step: int) -> torch.Tensor:
     d = cfg.disco
     weights = None if d.teacher_weights is None else torch.tensor(d.teacher_weights, device=scores.device)
     loss = disco_loss(scores, batch["teacher"], batch["mask"], batch["positives"], weights, d.temperature,
-                      d.kl_weight, d.contrastive_weight)
+                      d.kl_weight, d.contrastive_weight, d.student_scale)
     w = reg_weight(cfg, step)
     if d.reg == "none" or not w:
         return loss
