@@ -11,9 +11,12 @@ Why the history's top-k: it is what the untrained student retrieves, so it holds
 own mistakes (passages matching an earlier turn's terms). Without them the student never sees
 the passages it must learn to push down, and ranking among the candidates flatters the history:
 on fold 0's recipe holdout the history ranked the teacher-and-last-turn candidates almost as well
-as the teacher did (nDCG@10 0.253 against 0.284), while over the whole pool the rewrite is far ahead. A teacher's score of a candidate is the dot product of sparse
-representations computed exactly as the inverted index computes it (``q @ postings``), for
-every candidate, also those outside its own top-k.
+as the teacher did (nDCG@10 0.253 against 0.284), while over the whole pool the rewrite is far
+ahead. With them the untrained history falls to 0.161 there, and the student has something to learn.
+
+A teacher's score of a candidate is the dot product of sparse representations computed exactly
+as the inverted index computes it (``q @ postings``), for every candidate, also those outside its
+own top-k.
 
 Output folder: ``train.jsonl`` and, unless ``fold=all``, ``eval.jsonl`` (the fold's test part) or,
 with ``holdout=recipe``, ``recipe.jsonl`` (the recipe holdout), one line per turn::
