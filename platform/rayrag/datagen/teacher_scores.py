@@ -219,7 +219,8 @@ JOB = Job(
     help="write DiSCo training examples: candidates and every teacher's SPLADE scores per turn",
     description="For each MTRAG turn of a fold (fold=<k>|all), take each teacher's top-k on its rewrite "
                 "(teachers=[human,<name>=<rewrite job folder or *_rewrite.jsonl file>]), the last turn's and the "
-                "full history's top-k (candidates=[...]) and the judged positives from the domain's SPLADE pool index (index=<folder with {domain}>), "
+                "full history's top-k (candidates=[...]) and the judged positives from the domain's SPLADE pool "
+                "index (index=<folder with {domain}>), "
                 "score every candidate with every teacher, and write train.jsonl and eval.jsonl (recipe.jsonl "
                 "with holdout=recipe) with a manifest.",
     flags=("output_dir",), summary=_summary)
