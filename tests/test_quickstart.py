@@ -5,9 +5,9 @@ without the test extra, in `.venv-main`): Ray Data encode -> FAISS / inverted in
 -> Ray Serve and one /search over HTTP -> the table and what to run next, exit code 0. This is
 the one multi-minute test; it checks the published reference numbers and the encode/index
 acceptance figures in a single run. A library import of a test-only package fails it, as it
-would fail a user. It runs here, alone; on a machine with cores to spare,
-RAYRAG_QUICKSTART_BACKGROUND=1 starts it at collection, beside the rest of the suite
-(tests/quickstart_run.py).
+would fail a user. By default it starts at collection, beside the rest of the suite at the lowest
+CPU priority, and this test runs last and waits for it (tests/quickstart_run.py);
+RAYRAG_QUICKSTART_BACKGROUND=0 runs it here, alone.
 """
 import json
 import subprocess
