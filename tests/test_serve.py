@@ -983,7 +983,6 @@ def test_index_swap_under_load_and_a_damaged_index_is_refused(server, artifacts,
     # the damaged index's name is never shown; a name older than B's is allowed only within the
     # ingress's INFO_TTL_S of the switch (checked above), which a fast machine can reach t_bad in
     assert during_bad and all(source(e) == "b" and e[4] != "model-bad" for e in during_bad)
-    assert all(e[4] == "model-b" for e in during_bad if e[0] > first_b + 2.0)
     body = ready.json()
     assert ready.status_code == 200 and body["status"] == "ready"
     r = body["retriever"]
