@@ -71,10 +71,10 @@ def start(data_dir: Path) -> QuickstartRun:
         env.pop(var, None)
     port = free_port()
     with open(root / "stdout.log", "w") as out, open(root / "stderr.log", "w") as err:
-        proc = subprocess.Popen(["bash", "scripts/quickstart.sh", "--output-dir", str(root / "qs"),
+        nice = ["nice", "-n", "19"] if background() else []  # execs: the PID stays the group leader's
+        proc = subprocess.Popen([*nice, "bash", "scripts/quickstart.sh", "--output-dir", str(root / "qs"),
                                  "keep_serving=false", f"serve_port={port}"],
-                                cwd=REPO, env=env, stdout=out, stderr=err, start_new_session=True,
-                                preexec_fn=(lambda: os.nice(19)) if background() else None)
+                                cwd=REPO, env=env, stdout=out, stderr=err, start_new_session=True)
     _run = QuickstartRun(proc, root, port, venv)
     return _run
 
