@@ -53,8 +53,9 @@ _run: QuickstartRun | None = None
 
 
 def background() -> bool:
-    """Run beside the suite (the default) rather than inside its own test."""
-    return os.environ.get("RAYRAG_QUICKSTART_BACKGROUND", "1") != "0"
+    """Run beside the suite (the default) rather than inside its own test. Under pytest-xdist
+    each worker collects every test, so none starts it beside: its test runs it, in one worker."""
+    return os.environ.get("RAYRAG_QUICKSTART_BACKGROUND", "1") != "0" and "PYTEST_XDIST_WORKER" not in os.environ
 
 
 def start(data_dir: Path) -> QuickstartRun:
