@@ -48,7 +48,7 @@ def pytest_collection_modifyitems(session, config, items):
     Under xdist the slowest files go first instead (SLOW_FIRST)."""
     from tests import quickstart_run
 
-    if "PYTEST_XDIST_WORKER" in os.environ:
+    if quickstart_run.xdist_worker():
         def rank(item) -> int:
             module = Path(str(item.path)).stem
             return SLOW_FIRST.index(module) if module in SLOW_FIRST else len(SLOW_FIRST)

@@ -52,10 +52,15 @@ class QuickstartRun:
 _run: QuickstartRun | None = None
 
 
+def xdist_worker() -> bool:
+    """This process is a pytest-xdist worker (xdist sets the variable before collection)."""
+    return "PYTEST_XDIST_WORKER" in os.environ
+
+
 def background() -> bool:
     """Run beside the suite (the default) rather than inside its own test. Under pytest-xdist
     each worker collects every test, so none starts it beside: its test runs it, in one worker."""
-    return os.environ.get("RAYRAG_QUICKSTART_BACKGROUND", "1") != "0" and "PYTEST_XDIST_WORKER" not in os.environ
+    return os.environ.get("RAYRAG_QUICKSTART_BACKGROUND", "1") != "0" and not xdist_worker()
 
 
 def start(data_dir: Path) -> QuickstartRun:
