@@ -5,9 +5,9 @@ without the test extra, in `.venv-main`): Ray Data encode -> FAISS / inverted in
 -> Ray Serve and one /search over HTTP -> the table and what to run next, exit code 0. This is
 the one multi-minute test; it checks the published reference numbers and the encode/index
 acceptance figures in a single run. A library import of a test-only package fails it, as it
-would fail a user. By default it starts at collection, beside the rest of the suite at the lowest
-CPU priority, and this test runs last and waits for it (tests/quickstart_run.py);
-RAYRAG_QUICKSTART_BACKGROUND=0 runs it here, alone.
+would fail a user. By default it starts after the two-node cluster test, beside the rest of the
+suite at the lowest CPU priority, and this test runs last and waits for it
+(tests/quickstart_run.py); RAYRAG_QUICKSTART_BACKGROUND=0 runs it here, alone.
 """
 import json
 import subprocess
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.e2e
 @pytest.mark.timeout(quickstart_run.TIMEOUT_S + 300)
 def test_quickstart_reproduces_published_numbers(data_dir):
-    qs = quickstart_run.start(data_dir)  # or joins the run started at collection (conftest.py)
+    qs = quickstart_run.start(data_dir)  # or joins the run conftest.py started beside the suite
     returncode, stdout, stderr = qs.wait()
     out, venv, port = qs.out, qs.venv, qs.port
     assert returncode == 0, stdout[-2000:] + stderr[-3000:]
