@@ -9,7 +9,9 @@ In one run, on this machine, with the same load client and the same queries:
      settings (environment variables of the Ray it starts, see VARIANTS) and of ours
      (``in-ingress``: ``retriever_in_ingress=true``, OVERRIDES).
 For 2 and 3: sequential /search p50/p99 (k=10), requests/s at concurrency 1, 4, 16 and 32, and
-the no-model route (``/bench/noop-search``: /search's hops, no model work) at concurrency 16.
+the no-model route (``/bench/noop-search``: /search's hops, no model work) at concurrency 16;
+the sequential overhead over the in-process call also paired, query by query
+(``paired_sequential``), which is the figure to compare with a target of a few milliseconds.
 Each figure carries the load client's own CPU share (its CPU seconds over wall x cores): the
 client shares the 2 cores with the server, so that share is taken from whichever server runs.
 ``--profile S`` then samples the proxy and replica processes with py-spy for S seconds of a
@@ -30,6 +32,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -79,7 +82,8 @@ def client_share(fn, *args, **kw) -> dict:
     return out
 
 
-def in_process(index: str, queries: list[str], n_concurrent: int) -> dict:
+def in_process(index: str, queries: list[str], n_concurrent: int) -> tuple[dict, object]:
+    """(figures, the engine): the engine stays loaded for ``paired_sequential``."""
     import torch
 
     from rayrag.serve.config import ServeConfig
@@ -88,12 +92,7 @@ def in_process(index: str, queries: list[str], n_concurrent: int) -> dict:
     cfg = ServeConfig(index=index)
     torch.set_num_threads(cfg.retriever.torch_threads)  # what one Retriever replica gets
     engine = SearchEngine(cfg)
-
-    def one(q: str) -> float:
-        s = time.perf_counter()
-        hits = engine.search([q], 10)[0]
-        [engine.passages[d] for d, _ in hits]
-        return time.perf_counter() - s
+    one = lambda q: _answer_in_process(engine, q, 10)  # noqa: E731
 
     for q in queries[:16]:
         one(q)
@@ -103,7 +102,36 @@ def in_process(index: str, queries: list[str], n_concurrent: int) -> dict:
         t0 = time.perf_counter()
         lat = list(pool.map(one, [queries[i % len(queries)] for i in range(n_concurrent)]))
         out["c16"] = stats(lat, time.perf_counter() - t0)
-    return out
+    return out, engine
+
+
+def _answer_in_process(engine, query: str, k: int) -> float:
+    """Seconds for what /search does without HTTP: search, then look the passages up."""
+    s = time.perf_counter()
+    hits = engine.search([query], k)[0]
+    [engine.passages[d] for d, _ in hits]
+    return time.perf_counter() - s
+
+
+def paired_sequential(url: str, bodies: list[dict], engine) -> dict:
+    """Sequential overhead over the in-process call, paired: each query is answered in-process,
+    then over HTTP, in turn. This machine drifts by more than the overhead under test (the same
+    in-process loop measured 10.6 and 16.0 ms p50 minutes apart), and the unpaired figure
+    subtracts an in-process p50 taken minutes before the server's; pairs share the drift."""
+    import httpx
+
+    with httpx.Client(timeout=120) as c:
+        c.post(f"{url}/search", json=bodies[0])
+        local, remote = [], []
+        for b in bodies:
+            local.append(_answer_in_process(engine, b["query"], b["k"]))
+            s = time.perf_counter()
+            assert c.post(f"{url}/search", json=b).status_code == 200
+            remote.append(time.perf_counter() - s)
+    ms = lambda xs, q: round(1000 * float(np.quantile(xs, q)), 2)  # noqa: E731
+    diff = np.array(remote) - np.array(local)
+    return {"n": len(bodies), "in_process_p50_ms": ms(local, 0.5), "http_p50_ms": ms(remote, 0.5),
+            "overhead_p50_ms": ms(diff, 0.5), "overhead_p10_ms": ms(diff, 0.1), "overhead_p90_ms": ms(diff, 0.9)}
 
 
 def start_server(cmd: list[str], env: dict, url: str, log: Path, timeout: float = 600) -> subprocess.Popen:
@@ -136,11 +164,14 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def measure(url: str, bodies: list[dict], n_sequential: int, n_concurrent: int, levels: list[int],
-            root: int | None = None) -> dict:
+            root: int | None = None, engine=None) -> dict:
     """Sequential, each concurrency level and the no-model route at c=16. With ``root`` (the
-    server's process), the c=16 runs also record each server process's CPU per request."""
+    server's process), the c=16 runs also record each server process's CPU per request; with
+    ``engine`` (the in-process one), the paired sequential overhead too."""
     concurrent(url, bodies[:64], concurrency=8)  # warm: first calls pay kernel and allocator set-up
     out = {"sequential": client_share(sequential, url, bodies[:n_sequential])}
+    if engine is not None:
+        out["paired"] = paired_sequential(url, bodies[:n_sequential], engine)
     cpu = {}
 
     def timed(key: str, **kw) -> None:
@@ -307,7 +338,7 @@ def main() -> None:
                HF_HUB_OFFLINE="1", RAYRAG_BENCH_ROUTES="1")
 
     print("[bench] in-process", flush=True)
-    results["in_process"] = in_process(index, queries[:args.sequential], args.concurrent)
+    results["in_process"], engine = in_process(index, queries[:args.sequential], args.concurrent)
     print(json.dumps(results["in_process"]), flush=True)
 
     url = f"http://127.0.0.1:{args.port}"
@@ -315,7 +346,7 @@ def main() -> None:
     proc = start_server([sys.executable, "bench/asgi_baseline.py", "--index", index, "--port", str(args.port)],
                         env, url, out_dir / "serve_cost_asgi.log")
     try:
-        results["asgi"] = measure(url, bodies, args.sequential, args.concurrent, levels, root=proc.pid)
+        results["asgi"] = measure(url, bodies, args.sequential, args.concurrent, levels, root=proc.pid, engine=engine)
     finally:
         stop(proc)
     print(json.dumps(results["asgi"]), flush=True)
@@ -326,13 +357,14 @@ def main() -> None:
                              *OVERRIDES.get(name, [])],
                             {**env, **VARIANTS[name]}, url, out_dir / f"serve_cost_{name}.log")
         try:
-            r = results[f"serve_{name}"] = measure(url, bodies, args.sequential, args.concurrent, levels, root=proc.pid)
+            r = results[f"serve_{name}"] = measure(url, bodies, args.sequential, args.concurrent, levels, root=proc.pid,
+                                                   engine=engine)
             r["c16_readyz"] = client_share(concurrent, url, [None] * args.concurrent, concurrency=16, path="/readyz")
             r["listeners_beyond_loopback"] = listeners_beyond_loopback(proc.pid)
             direct = direct_ingress_url(proc.pid)
             if direct:  # the same app, its HTTP answered by the ingress replica, no proxy hop
                 print(f"[bench] direct ingress at {direct}", flush=True)
-                r["direct"] = measure(direct, bodies, args.sequential, args.concurrent, [16])
+                r["direct"] = measure(direct, bodies, args.sequential, args.concurrent, [16], engine=engine)
             if args.profile:
                 print(f"[bench] profiling {args.profile} s at concurrency 16", flush=True)
                 (out_dir / f"profile_{name}").mkdir(exist_ok=True)
@@ -342,11 +374,13 @@ def main() -> None:
         print(json.dumps(r), flush=True)
 
     base, asgi = results["in_process"], results["asgi"]
-    ratios = results["ratios"] = {"asgi_vs_in_process_c16": round(asgi["c16"]["rps"] / base["c16"]["rps"], 2)}
+    ratios = results["ratios"] = {"asgi_vs_in_process_c16": round(asgi["c16"]["rps"] / base["c16"]["rps"], 2),
+                                  "asgi_overhead_p50_ms_paired": asgi["paired"]["overhead_p50_ms"]}
     for name in args.variants.split(","):
         s = results[f"serve_{name}"]
         ratios[name] = {"serve_vs_asgi_c16": round(s["c16"]["rps"] / asgi["c16"]["rps"], 2),
                         "overhead_p50_ms_vs_in_process": round(s["sequential"]["p50_ms"] - base["sequential"]["p50_ms"], 2),
+                        "overhead_p50_ms_paired": s["paired"]["overhead_p50_ms"],
                         "noop_c16_rps": s["c16_noop"]["rps"], "noop_vs_asgi_noop": round(
                             s["c16_noop"]["rps"] / asgi["c16_noop"]["rps"], 2)}
         if "direct" in s:
@@ -354,7 +388,7 @@ def main() -> None:
             ratios[name]["direct"] = {
                 "serve_vs_asgi_c16": round(d["c16"]["rps"] / asgi["c16"]["rps"], 2),
                 "overhead_p50_ms_vs_in_process": round(d["sequential"]["p50_ms"] - base["sequential"]["p50_ms"], 2),
-                "noop_c16_rps": d["c16_noop"]["rps"]}
+                "overhead_p50_ms_paired": d["paired"]["overhead_p50_ms"], "noop_c16_rps": d["c16_noop"]["rps"]}
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
 
