@@ -50,7 +50,7 @@ def pytest_collection_modifyitems(session, config, items):
 
     if quickstart_run.xdist_worker():
         def rank(item) -> int:
-            module = Path(str(item.path)).stem
+            module = _module(item)
             return SLOW_FIRST.index(module) if module in SLOW_FIRST else len(SLOW_FIRST)
 
         items.sort(key=rank)  # stable: tests keep their order within a file
@@ -66,37 +66,35 @@ def pytest_collection_modifyitems(session, config, items):
 BEFORE_QUICKSTART = ("test_cluster",)
 
 
+def _module(item) -> str:
+    return Path(str(item.path)).stem
+
+
 def _before_quickstart(item) -> bool:
-    return Path(str(item.path)).stem in BEFORE_QUICKSTART
+    return _module(item) in BEFORE_QUICKSTART
 
 
-_quickstart_pending = False
+_quickstart_wanted = False
 
 
 def pytest_collection_finish(session):
-    """Start the quickstart at collection (after BEFORE_QUICKSTART's tests when they are selected),
-    beside the rest of the suite, when its test is selected (tests/quickstart_run.py: at the lowest
-    CPU priority, so it only takes what the suite leaves idle). RAYRAG_QUICKSTART_BACKGROUND=0
-    runs it inside its own test instead, alone."""
+    """The quickstart runs beside the rest of the suite when its test is selected
+    (tests/quickstart_run.py: at the lowest CPU priority, so it only takes what the suite leaves
+    idle). RAYRAG_QUICKSTART_BACKGROUND=0 runs it inside its own test instead, alone."""
     from tests import quickstart_run
 
-    if session.config.getoption("collectonly"):
-        return
-    global _quickstart_pending
-    if (quickstart_run.background() and (_data_dir() / "scifact" / "corpus.jsonl").is_file()
-            and any(item.nodeid == quickstart_run.NODE_ID for item in session.items)):
-        if any(_before_quickstart(item) for item in session.items):
-            _quickstart_pending = True  # started by the first test after them (pytest_runtest_setup)
-        else:
-            quickstart_run.start(_data_dir())
+    global _quickstart_wanted
+    _quickstart_wanted = (not session.config.getoption("collectonly") and quickstart_run.background()
+                          and (_data_dir() / "scifact" / "corpus.jsonl").is_file()
+                          and any(item.nodeid == quickstart_run.NODE_ID for item in session.items))
 
 
 def pytest_runtest_setup(item):
-    global _quickstart_pending
-    if _quickstart_pending and not _before_quickstart(item):
+    """Start the quickstart with the first test not in BEFORE_QUICKSTART (later calls of
+    ``start`` return the same run)."""
+    if _quickstart_wanted and not _before_quickstart(item):
         from tests import quickstart_run
 
-        _quickstart_pending = False
         quickstart_run.start(_data_dir())
 
 

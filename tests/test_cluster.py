@@ -160,8 +160,12 @@ def _worker_stacks(cluster, per_process: int = 2000) -> str:
             continue
         if not (cmd.startswith("ray::") or " -m jobs." in cmd) or cmd.startswith(RAY_SERVICES):
             continue
-        out = subprocess.run([spy, "dump", "--pid", str(proc.pid)], capture_output=True, text=True, timeout=60)
-        threads = ("\n" + (out.stdout or out.stderr)).split("\nThread ")
+        try:  # a diagnosis that fails must not hide the failure it explains
+            out = subprocess.run([spy, "dump", "--pid", str(proc.pid)], capture_output=True, text=True, timeout=60)
+            text = out.stdout or out.stderr
+        except (OSError, subprocess.TimeoutExpired) as e:
+            text = f"Thread (py-spy failed: {e}) MainThread"
+        threads = ("\n" + text).split("\nThread ")
         kept = [t for t in threads[1:] if "MainThread" in t.splitlines()[0] or any(k in t for k in STACK_KEYS)]
         dumps.append(f"--- pid {proc.pid}: {cmd[:100].strip()}\n" + "\n".join("Thread " + t for t in kept)[-per_process:])
     return "Python stacks of the cluster's workers:\n" + "\n".join(dumps)
