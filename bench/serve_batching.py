@@ -1,5 +1,5 @@
 """What Serve's request batching buys where the model dominates: requests/s at concurrency 16,
-one query per request, unbatched against ``@serve.batch`` batches, in ONE process (no Ray, no Serve).
+one query per request, unbatched against batched, in ONE process (no Ray, no Serve).
 
 Each model sits behind a batch handler written as the Retriever / Reranker deployments write
 theirs (``_embed_batch``, ``_score_batch``): a list of requests in, the model called once in a
@@ -8,7 +8,7 @@ concurrent Serve requests, each send single requests one after another (a closed
 on the same model, device, dtype and queries:
   * ``unbatched``: the handler at ``max_batch_size=1`` and no wait (what ``max_batch_size: 1`` in a
     deployment's user_config does): every request runs the model alone, one after another;
-  * ``batched``: ``max_batch_size`` 16, ``batch_wait_timeout_s`` 0.002 (the shipped Retriever's).
+  * ``batched``: ``max_batch_size`` 16, ``batch_wait_timeout_s`` 0 (the shipped Retriever's).
 Per arm: requests/s, p50/p99 latency, and the batches actually formed (mean size).
 
 Models (``--models``):
@@ -25,12 +25,12 @@ Where a built-in's weights are not installed (a bare GPU machine), the same shap
 random weights from the tokenizer given by ``--tokenizer`` (MiniLM's) or ``--llm-tokenizer``
 (SmolLM2's); throughput depends on shape, not weight values.
 
-Batching is Ray Serve's own ``serve.batch`` when Ray is installed. Outside a replica it needs one
-stub: Ray 2.60's batch queue reads the replica context's ``max_ongoing_requests`` to log a
-warning, and ``serve.get_replica_context()`` raises outside a deployment; that warning is switched
-off while the bench runs. Without Ray (the GPU image has none), ``--batcher local`` (``auto``
-picks it) is the same rule in 20 lines: the first waiting request opens a batch, which takes up to
-``max_batch_size`` requests arriving within ``batch_wait_timeout_s``, one batch at a time.
+Batching is the deployments' own ``DrainBatcher`` (``rayrag.serve.batching``, pure asyncio: the
+next batch forms when the running one ends), so the GPU image needs no Ray. ``--batcher serve``
+uses Ray Serve's ``serve.batch`` instead (for comparison, e.g. with ``--batch-wait-timeout-s
+0.002``). Outside a replica that needs one stub: Ray 2.60's batch queue reads the replica
+context's ``max_ongoing_requests`` to log a warning, and ``serve.get_replica_context()`` raises
+outside a deployment; that warning is switched off while the bench runs.
 
     python bench/serve_batching.py --device cpu --threads 1 --models minilm,reranker \\
         --rerank-max-length 128 --out out/bench/serve_batching_cpu.json
@@ -83,52 +83,16 @@ def serve_batch_outside_replica():
             setattr(batching._BatchQueue, name, original)
 
 
-def local_batch(max_batch_size: int, batch_wait_timeout_s: float):
-    """``serve.batch``'s rule without Ray, for a machine without it."""
-    def decorate(fn):
-        queue: asyncio.Queue = asyncio.Queue()
-        worker: list[asyncio.Task] = []  # started on the first call, in the running loop
-
-        async def run_batches():
-            while True:
-                batch = [await queue.get()]
-                deadline = time.monotonic() + batch_wait_timeout_s
-                while len(batch) < max_batch_size:
-                    if not queue.empty():  # whatever already waits joins, as in Serve, even past the deadline
-                        batch.append(queue.get_nowait())
-                        continue
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    try:
-                        batch.append(await asyncio.wait_for(queue.get(), left))
-                    except asyncio.TimeoutError:
-                        break
-                try:
-                    results = await fn([item for item, _ in batch])
-                    for (_, fut), res in zip(batch, results):
-                        fut.set_result(res)
-                except Exception as e:  # a batch shares one fate
-                    for _, fut in batch:
-                        fut.set_exception(e)
-
-        async def call(item):
-            if not worker:
-                worker.append(asyncio.get_running_loop().create_task(run_batches()))
-            fut = asyncio.get_running_loop().create_future()
-            queue.put_nowait((item, fut))
-            return await fut
-
-        return call
-    return decorate
-
-
 def make_batcher(kind: str, max_batch_size: int, wait_s: float):
+    """A decorator turning a batch handler into a per-request call: ``drain`` the deployments'
+    own batcher (rayrag.serve.batching, no Ray needed), ``serve`` Ray Serve's ``serve.batch``."""
     if kind == "serve":
         from ray import serve
 
         return serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=wait_s)
-    return local_batch(max_batch_size, wait_s)
+    from rayrag.serve.batching import DrainBatcher
+
+    return lambda fn: DrainBatcher(fn, max_batch_size, wait_s)
 
 
 # --- models ----------------------------------------------------------------------------------
@@ -272,7 +236,7 @@ async def arm(call, payloads: list, n: int, concurrency: int, max_batch_size: in
         sizes.append(len(items))
         return await asyncio.to_thread(call, items)
 
-    # a fresh handler per arm: serve.batch's queue belongs to the function and to the event loop
+    # a fresh handler per arm: a batcher's queue belongs to the function and to the event loop
     # it first ran on, and each arm runs in a loop of its own
     handler = make_batcher(batcher, max_batch_size, wait_s)(handle)
     await drive(handler, payloads, concurrency, concurrency)  # warm-up: one round, not counted
@@ -298,9 +262,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rerank-requests", type=int, default=None, help="the reranker's (CUDA 1000, CPU 32)")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--max-batch-size", type=int, default=16, help="the batched arm's (the shipped Reranker uses 8)")
-    ap.add_argument("--batch-wait-timeout-s", type=float, default=0.002)
-    ap.add_argument("--batcher", choices=("auto", "serve", "local"), default="auto",
-                    help="serve: ray.serve.batch; local: the same rule without Ray; auto: serve if Ray is installed")
+    ap.add_argument("--batch-wait-timeout-s", type=float, default=0.0)
+    ap.add_argument("--batcher", choices=("drain", "serve"), default="drain",
+                    help="drain: the deployments' DrainBatcher (shipped); serve: ray.serve.batch")
     ap.add_argument("--rerank-max-length", type=int, default=None, help="tokens per pair (default: the model's, 256)")
     ap.add_argument("--rerank-batch-pairs", type=int, default=64, help="pairs per reranker forward (Serve's default)")
     ap.add_argument("--bf16", action="store_true", help="cast the weights to bfloat16")
@@ -319,12 +283,6 @@ def main(argv: list[str] | None = None) -> dict:
     if args.max_batch_size < 2 or args.concurrency < 1:
         raise SystemExit("--max-batch-size must be >= 2 (1 is the unbatched arm) and --concurrency >= 1")
     batcher = args.batcher
-    if batcher == "auto":
-        try:
-            import ray.serve  # noqa: F401
-            batcher = "serve"
-        except ImportError:
-            batcher = "local"
     threads = args.threads or d_threads
     if threads:
         torch.set_num_threads(threads)
@@ -338,7 +296,8 @@ def main(argv: list[str] | None = None) -> dict:
         "device": torch.cuda.get_device_name(0) if kind == "cuda" else f"cpu ({torch.get_num_threads()} torch threads)",
         "device_kind": kind, "torch": torch.__version__, "transformers": transformers.__version__,
         "threads": torch.get_num_threads(), "concurrency": args.concurrency,
-        "batcher": f"ray.serve.batch (Ray {__import__('ray').__version__})" if batcher == "serve" else "local",
+        "batcher": f"ray.serve.batch (Ray {__import__('ray').__version__})" if batcher == "serve"
+        else "rayrag.serve.batching.DrainBatcher",
         "queries": "scifact test queries", "ratios": {}, "results": []}
 
     def save():

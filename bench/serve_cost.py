@@ -176,10 +176,14 @@ def measure(url: str, bodies: list[dict], n_sequential: int, n_concurrent: int, 
 
     def timed(key: str, **kw) -> None:
         run = lambda: client_share(concurrent, url, bodies[:n_concurrent], **kw)  # noqa: E731
+        before = search_batches(url)
         if root is None or kw.get("concurrency") != 16:
             out[key] = run()
         else:
             out[key], cpu[key] = cpu_per_request(root, run, len(bodies[:n_concurrent]))
+        after = search_batches(url)
+        if before and after and after[0] > before[0]:  # a rayrag Serve app: the batches this level formed
+            out[key]["mean_batch_size"] = round((after[1] - before[1]) / (after[0] - before[0]), 2)
 
     for c in levels:
         timed(f"c{c}", concurrency=c)
@@ -187,6 +191,18 @@ def measure(url: str, bodies: list[dict], n_sequential: int, n_concurrent: int, 
     if cpu:
         out["cpu_ms_per_request"] = cpu
     return out
+
+
+def search_batches(url: str) -> tuple[int, int] | None:
+    """(batches, requests) the retriever's /search batcher has run, from the readiness details of
+    a rayrag Serve app (open access: details shown); None for a server without them."""
+    import httpx
+
+    try:
+        b = httpx.get(f"{url}/readyz", timeout=5).json()["retriever"]["batching"]["search"]
+        return b["batches"], b["requests"]
+    except (httpx.HTTPError, KeyError, TypeError, ValueError):
+        return None
 
 
 def serve_pids(root: int) -> dict[str, int]:

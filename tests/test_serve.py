@@ -142,6 +142,9 @@ def test_health_readiness_and_openapi(server):
     assert c.get("/healthz").json() == {"status": "ok"}
     ready = c.get("/readyz").json()
     assert ready["status"] == "ready" and ready["retriever"]["count"] == 120 and ready["reranker"]["ready"]
+    # each batcher's counts (serve/batching.py), for an operator to see the batches load forms
+    assert set(ready["retriever"]["batching"]) == {"search", "embed"}
+    assert set(ready["reranker"]["batching"]["score"]) == {"batches", "requests", "mean_batch_size"}
     schema = c.get("/openapi.json").json()
     assert {"/search", "/v1/embeddings", "/v1/rerank", "/healthz", "/readyz"} <= set(schema["paths"])
     assert c.get("/docs").status_code == 200

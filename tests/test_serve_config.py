@@ -45,13 +45,14 @@ def test_overrides_reach_the_deployments(tmp_path):
     from rayrag.serve.serve_yaml import read, serve_config
 
     _, cfg = read(REPO / "jobs/configs/serve/scifact.yaml",
-                  ["retriever.autoscaling.max_replicas=4", "retriever.max_batch_size=1", "reranker=null"])
+                  ["retriever.autoscaling.max_replicas=4", "retriever.max_batch_size=1",
+                   "retriever.batch_wait_timeout_s=0.005", "reranker=null"])
     deps = {d["name"]: d for d in serve_config(cfg)["applications"][0]["deployments"]}
     assert set(deps) == {"Ingress", "Retriever"}  # no reranker, no Reranker deployment
     r = deps["Retriever"]
     assert "num_replicas" not in r and r["autoscaling_config"]["max_replicas"] == 4
     assert {k: r["user_config"][k] for k in ("max_batch_size", "batch_wait_timeout_s", "torch_threads")} == {
-        "max_batch_size": 1, "batch_wait_timeout_s": 0.002, "torch_threads": 1}
+        "max_batch_size": 1, "batch_wait_timeout_s": 0.005, "torch_threads": 1}
     # the index section rides in the Retriever's user_config, not in args: a change is swapped in place
     assert r["user_config"]["index"] == cfg.index and "index" not in serve_config(cfg)["applications"][0]["args"]
     # one access-log line per HTTP request, written by the ingress; the model calls behind it log none

@@ -99,7 +99,9 @@ class DeploymentParams:
     autoscaling: Autoscaling | None = None
     max_ongoing_requests: int = 64  # must exceed max_batch_size, or batches never fill
     max_batch_size: int = 16  # 1 turns batching off
-    batch_wait_timeout_s: float = 0.002  # a lone request waits this long for company
+    # Batches form when the running one ends (serve/batching.py), so no timer is needed to fill
+    # them under load; >0 makes a request to an idle replica wait this long for company.
+    batch_wait_timeout_s: float = 0.0
     torch_threads: int = 1
     # Serve writes one INFO line per call; on the model deployments that duplicates the ingress's
     # line for the same request and, on a small node, costs CPU the models need (bench/README.md).

@@ -8,9 +8,10 @@ and the replica keeps retrying every ``load_retry_s`` while it reports the error
 turns that into a failing readiness check and 503s, and the replica recovers by itself.
 A failure no retry can mend (a reranker without trained weights) is reported as ``permanent``
 and not retried, so ``serve run`` stops at once with the reason instead of waiting.
-Requests are batched across callers with ``@serve.batch``. Batch size, wait and torch threads
-come from ``user_config`` (``reconfigure``), so ``max_batch_size: 1`` turns batching off and
-such a change reaches running replicas without a restart or a reload.
+Requests are batched across callers by ``batching.DrainBatcher`` (the next batch forms when the
+running one ends: no wait timer at low load). Batch size, wait and torch threads come from
+``user_config`` (``reconfigure``), so ``max_batch_size: 1`` turns batching off and such a change
+reaches running replicas without a restart or a reload.
 Inputs are checked before they join a batch: a batch shares one fate, and one bad request
 must not fail the requests batched with it.
 The retriever's index comes from ``user_config`` too (``INDEX_FIELDS``): the first ``reconfigure``
@@ -28,6 +29,7 @@ from ray import serve
 
 from ..config import from_dict, to_dict
 from ..models.reranker import UntrainedReranker
+from .batching import DrainBatcher
 from .config import INDEX_FIELDS, ServeConfig
 from .errors import BadInput, NotReady
 
@@ -94,11 +96,11 @@ def _threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-def _set_batching(methods, user_config: dict) -> None:
+def _set_batching(batchers: list[DrainBatcher], user_config: dict) -> None:
     _threads(int(user_config.get("torch_threads", 1)))
-    for m in methods:
-        m.set_max_batch_size(int(user_config.get("max_batch_size", 1)))
-        m.set_batch_wait_timeout_s(float(user_config.get("batch_wait_timeout_s", 0.0)))
+    for b in batchers:
+        b.max_batch_size = int(user_config.get("max_batch_size", 1))
+        b.wait_s = float(user_config.get("batch_wait_timeout_s", 0.0))
 
 
 @serve.deployment(name="Retriever")
@@ -110,6 +112,8 @@ class Retriever:
         self.loader: _Loader | None = None
         self.served: dict | None = None  # the index settings self.loader holds (or is retrying)
         self.swap_error: str | None = None
+        self._search_batch = DrainBatcher(self._search_many)
+        self._embed_batch = DrainBatcher(self._embed_many)
 
     async def reconfigure(self, user_config: dict) -> None:
         _set_batching([self._search_batch, self._embed_batch], user_config)
@@ -177,7 +181,8 @@ class Retriever:
             e = self.loader.value
             out.update(model=e.model_name, kind=e.kind, dim=e.dim, count=len(e.ids),
                        shards=len(e.manifest.get("shards", [])) or 1,
-                       shard_actors=bool(getattr(e.loaded.index, "on_actors", False)), **_memory_mb())
+                       shard_actors=bool(getattr(e.loaded.index, "on_actors", False)), **_memory_mb(),
+                       batching={"search": self._search_batch.stats(), "embed": self._embed_batch.stats()})
             if hasattr(e.encoder, "mode"):  # an LREM index: its mode and what the replica's router did
                 out["reasoning"] = {"mode": e.encoder.mode, **e.stats}
         return out
@@ -192,8 +197,7 @@ class Retriever:
         """The bench's no-model route: the same call and reply shape as ``search``, no work."""
         return []
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
-    async def _search_batch(self, items: list[tuple[str, int]]) -> list[list[dict]]:
+    async def _search_many(self, items: list[tuple[str, int]]) -> list[list[dict]]:
         engine = self._engine()
         depth = max(k for _, k in items)
         runs = await asyncio.to_thread(engine.search, [q for q, _ in items], depth)
@@ -219,8 +223,7 @@ class Retriever:
             raise BadInput("texts must be a non-empty list of non-empty strings")
         return await self._embed_batch(texts)
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
-    async def _embed_batch(self, items: list[list[str]]):
+    async def _embed_many(self, items: list[list[str]]):
         engine = self._engine()
         flat = [t for texts in items for t in texts]
         vectors, tokens = await asyncio.to_thread(engine.embed, flat)
@@ -238,6 +241,7 @@ class Reranker:
 
         self.cfg = from_dict(ServeConfig, config)
         self.loader = _Loader("reranker", lambda: RerankEngine(self.cfg), self.cfg.load_retry_s)
+        self._score_batch = DrainBatcher(self._score_many)
 
     def reconfigure(self, user_config: dict) -> None:
         _set_batching([self._score_batch], user_config)
@@ -245,7 +249,7 @@ class Reranker:
     def status(self) -> dict:
         out = self.loader.status()
         if out["ready"]:
-            out["model"] = self.loader.value.name
+            out.update(model=self.loader.value.name, batching={"score": self._score_batch.stats()})
         return out
 
     async def score(self, query: str, docs: list[str]) -> list[float]:
@@ -256,8 +260,7 @@ class Reranker:
             return []
         return await self._score_batch((query, docs))
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)
-    async def _score_batch(self, items: list[tuple[str, list[str]]]) -> list[list[float]]:
+    async def _score_many(self, items: list[tuple[str, list[str]]]) -> list[list[float]]:
         engine = self.loader.get()
         queries = [q for q, docs in items for _ in docs]
         flat = [d for _, docs in items for d in docs]
