@@ -58,9 +58,12 @@ VARIANTS = {
     # own port; Ray's KubeRay high-throughput guide sets it beside the preset
     "haproxy": {HAPROXY: "1"},
     "haproxy-in-ingress": {HAPROXY: "1"},
+    # the same with a 2 ms batch wait (what a wait timer adds to the drain batcher)
+    "haproxy-in-ingress-wait2": {HAPROXY: "1"},
 }
 # config overrides (key=value) a variant passes to `jobs.serve run`
-OVERRIDES = {"in-ingress": ["retriever_in_ingress=true"], "haproxy-in-ingress": ["retriever_in_ingress=true"]}
+OVERRIDES = {"in-ingress": ["retriever_in_ingress=true"], "haproxy-in-ingress": ["retriever_in_ingress=true"],
+             "haproxy-in-ingress-wait2": ["retriever_in_ingress=true", "retriever.batch_wait_timeout_s=0.002"]}
 
 
 def check_loopback_only(variants: list[str]) -> None:
