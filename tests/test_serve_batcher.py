@@ -100,11 +100,38 @@ def test_a_wrong_result_count_or_a_cancelled_batch_leaves_no_caller_waiting():
 
     async def go_cancel():
         model = Model()
-        b = DrainBatcher(model)
+        b = DrainBatcher(model, max_batch_size=1)
         call = asyncio.ensure_future(b(0))
         await model.running.wait()
-        b._worker.cancel()  # the replica stops under a running batch
+        queued = asyncio.ensure_future(b(1))
+        await asyncio.sleep(0)
+        b._worker.cancel()  # the replica stops under a running batch, with a call queued behind it
         with pytest.raises(RuntimeError, match="cancelled"):
             await call
+        with pytest.raises(RuntimeError, match="stopped"):
+            await queued
 
     asyncio.run(go_cancel())
+
+    async def go_cancel_while_waiting():
+        b = DrainBatcher(Model(), wait_s=10)
+        call = asyncio.ensure_future(b(0))
+        await asyncio.sleep(0.01)
+        b._worker.cancel()  # stopped during the wait for company, before any batch ran
+        with pytest.raises(RuntimeError, match="stopped"):
+            await call
+
+    asyncio.run(go_cancel_while_waiting())
+
+
+@pytest.mark.parametrize("user_config", [{"max_batch_size": 0}, {"max_batch_size": 0.5},
+                                         {"batch_wait_timeout_s": -1}, {"torch_threads": 0}])
+def test_bad_batching_settings_fail_the_reconfigure(user_config):
+    """`serve deploy` hands user_config to the replica without rayrag's config checks: a batch
+    size of 0 would make the batcher spin, so the deployments refuse it with the reason."""
+    from rayrag.serve.deployments import _set_batching
+
+    b = DrainBatcher(Model(), max_batch_size=4)
+    with pytest.raises(ValueError, match="max_batch_size >= 1"):
+        _set_batching([b], {"max_batch_size": 16, **user_config})
+    assert (b.max_batch_size, b.wait_s) == (4, 0.0)  # nothing applied

@@ -47,23 +47,31 @@ class DrainBatcher:
         fut = asyncio.get_running_loop().create_future()
         self._pending.append((item, fut))
         if self._worker is None or self._worker.done():
-            # an empty context: the batch belongs to no single caller's request (its log context)
-            self._worker = asyncio.get_running_loop().create_task(self._drain(), context=contextvars.Context())
+            # an empty context: the batch belongs to no single caller's request (its log context);
+            # Context.run rather than create_task(context=...), which needs Python 3.11
+            self._worker = contextvars.Context().run(asyncio.get_running_loop().create_task, self._drain())
         return await fut
 
     async def _drain(self) -> None:
         # No await separates the last empty check of ``_pending`` from this task ending, so a call
         # either finds the worker running (and is taken by this loop) or done (and starts one).
-        if self.wait_s > 0 and len(self._pending) < self.max_batch_size:
-            await asyncio.sleep(self.wait_s)
-        while self._pending:
-            batch = []
-            while self._pending and len(batch) < self.max_batch_size:
-                item, fut = self._pending.popleft()
-                if not fut.done():  # done before its batch: its caller was cancelled
-                    batch.append((item, fut))
-            if batch:
-                await self._run(batch)
+        try:
+            if self.wait_s > 0 and len(self._pending) < self.max_batch_size:
+                await asyncio.sleep(self.wait_s)
+            while self._pending:
+                size, batch = max(1, int(self.max_batch_size)), []
+                while self._pending and len(batch) < size:
+                    item, fut = self._pending.popleft()
+                    if not fut.done():  # done before its batch: its caller was cancelled
+                        batch.append((item, fut))
+                if batch:
+                    await self._run(batch)
+        except BaseException:  # the worker itself cancelled (the replica stops): nobody waits forever
+            while self._pending:
+                _, fut = self._pending.popleft()
+                if not fut.done():
+                    fut.set_exception(RuntimeError("the batcher was stopped"))
+            raise
 
     async def _run(self, batch: list[tuple[Any, asyncio.Future]]) -> None:
         self.batches += 1
@@ -72,8 +80,7 @@ class DrainBatcher:
             results = await self._fn([item for item, _ in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} items")
-        except BaseException as e:  # one fate per batch; if the worker itself is cancelled (the
-            # replica stops), no caller is left waiting forever
+        except BaseException as e:  # one fate per batch; a cancelled worker (see _drain) fails it too
             error = e if isinstance(e, Exception) else RuntimeError("the batch was cancelled")
             for _, fut in batch:
                 if not fut.done():

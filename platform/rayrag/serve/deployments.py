@@ -97,10 +97,17 @@ def _threads(n: int) -> None:
 
 
 def _set_batching(batchers: list[DrainBatcher], user_config: dict) -> None:
-    _threads(int(user_config.get("torch_threads", 1)))
+    # `serve deploy` and a RayService hand user_config to reconfigure without our config checks:
+    # a bad value fails the reconfigure with the reason (a batch size of 0 would spin forever)
+    size, wait = user_config.get("max_batch_size", 1), user_config.get("batch_wait_timeout_s", 0.0)
+    threads = user_config.get("torch_threads", 1)
+    if not (isinstance(size, int) and size >= 1 and isinstance(threads, int) and threads >= 1
+            and isinstance(wait, (int, float)) and wait >= 0):
+        raise ValueError(f"user_config needs integers max_batch_size >= 1 and torch_threads >= 1 and "
+                         f"batch_wait_timeout_s >= 0, got {size!r}, {threads!r}, {wait!r}")
+    _threads(threads)
     for b in batchers:
-        b.max_batch_size = int(user_config.get("max_batch_size", 1))
-        b.wait_s = float(user_config.get("batch_wait_timeout_s", 0.0))
+        b.max_batch_size, b.wait_s = size, float(wait)
 
 
 @serve.deployment(name="Retriever")
