@@ -55,22 +55,22 @@ class DrainBatcher:
     async def _drain(self) -> None:
         # No await separates the last empty check of ``_pending`` from this task ending, so a call
         # either finds the worker running (and is taken by this loop) or done (and starts one).
+        batch: list[tuple[Any, asyncio.Future]] = []
         try:
             if self.wait_s > 0 and len(self._pending) < self.max_batch_size:
                 await asyncio.sleep(self.wait_s)
             while self._pending:
-                size, batch = max(1, int(self.max_batch_size)), []
-                while self._pending and len(batch) < size:
+                batch = []
+                while self._pending and len(batch) < self.max_batch_size:
                     item, fut = self._pending.popleft()
                     if not fut.done():  # done before its batch: its caller was cancelled
                         batch.append((item, fut))
                 if batch:
                     await self._run(batch)
         except BaseException:  # the worker itself cancelled (the replica stops): nobody waits forever
-            while self._pending:
-                _, fut = self._pending.popleft()
-                if not fut.done():
-                    fut.set_exception(RuntimeError("the batcher was stopped"))
+            _fail(batch, RuntimeError("the batch was cancelled"))
+            _fail(self._pending, RuntimeError("the batcher was stopped"))
+            self._pending.clear()
             raise
 
     async def _run(self, batch: list[tuple[Any, asyncio.Future]]) -> None:
@@ -80,14 +80,15 @@ class DrainBatcher:
             results = await self._fn([item for item, _ in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} items")
-        except BaseException as e:  # one fate per batch; a cancelled worker (see _drain) fails it too
-            error = e if isinstance(e, Exception) else RuntimeError("the batch was cancelled")
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(error)
-            if not isinstance(e, Exception):
-                raise
+        except Exception as e:  # one fate per batch
+            _fail(batch, e)
             return
         for (_, fut), result in zip(batch, results):
             if not fut.done():
                 fut.set_result(result)
+
+
+def _fail(calls, error: BaseException) -> None:
+    for _, fut in calls:
+        if not fut.done():
+            fut.set_exception(error)
