@@ -11,7 +11,10 @@ In one run, on this machine, with the same load client and the same queries:
 For 2 and 3: sequential /search p50/p99 (k=10), requests/s at concurrency 1, 4, 16 and 32, and
 the no-model route (``/bench/noop-search``: /search's hops, no model work) at concurrency 16;
 the sequential overhead over the in-process call also paired, query by query
-(``paired_sequential``), which is the figure to compare with a target of a few milliseconds.
+(``paired_sequential``), which is the figure to compare with a target of a few milliseconds;
+and the ASGI baseline's fairness (its c=16 throughput over the in-process engine's) from
+alternating rounds of the two (``interleaved_c16``, ``--fair-rounds``), so drift between them
+does not enter the ratio.
 Each figure carries the load client's own CPU share (its CPU seconds over wall x cores): the
 client shares the 2 cores with the server, so that share is taken from whichever server runs.
 ``--profile S`` then samples the proxy and replica processes with py-spy for S seconds of a
@@ -101,11 +104,31 @@ def in_process(index: str, queries: list[str], n_concurrent: int) -> tuple[dict,
         one(q)
     t0 = time.perf_counter()
     out = {"sequential": stats([one(q) for q in queries], time.perf_counter() - t0)}
+    out["c16"] = in_process_c16(engine, queries, n_concurrent)
+    return out, engine
+
+
+def in_process_c16(engine, queries: list[str], n: int) -> dict:
+    """``n`` searches from 16 threads (torch releases the GIL, so they share both cores)."""
+    one = lambda q: _answer_in_process(engine, q, 10)  # noqa: E731
     with ThreadPoolExecutor(16) as pool:
         t0 = time.perf_counter()
-        lat = list(pool.map(one, [queries[i % len(queries)] for i in range(n_concurrent)]))
-        out["c16"] = stats(lat, time.perf_counter() - t0)
-    return out, engine
+        lat = list(pool.map(one, [queries[i % len(queries)] for i in range(n)]))
+        return stats(lat, time.perf_counter() - t0)
+
+
+def interleaved_c16(url: str, bodies: list[dict], engine, rounds: int) -> dict:
+    """The fairness ratio (ASGI / in-process at c=16) from alternating rounds: in-process, then
+    the same queries over HTTP, ``rounds`` times. The two figures of the unpaired ratio are taken
+    minutes apart, and this machine's throughput drifts by up to 20% between runs (docs/SERVE.md);
+    adjacent rounds share the drift, so the median of the per-round ratios does not carry it."""
+    queries = [b["query"] for b in bodies]
+    per_round = []
+    for _ in range(rounds):
+        local = in_process_c16(engine, queries, len(bodies))["rps"]
+        remote = concurrent(url, bodies, concurrency=16)["rps"]
+        per_round.append({"in_process_rps": local, "http_rps": remote, "ratio": round(remote / local, 3)})
+    return {"rounds": per_round, "ratio_median": float(np.median([r["ratio"] for r in per_round]))}
 
 
 def _answer_in_process(engine, query: str, k: int) -> float:
@@ -338,8 +361,12 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--profile", type=int, default=0, help="seconds of py-spy sampling (0: none)")
     ap.add_argument("--port", type=int, default=18200)
+    ap.add_argument("--fair-rounds", type=int, default=3,
+                    help="alternating in-process / ASGI c=16 rounds for the fairness ratio (0: none)")
     ap.add_argument("--out", default="out/bench/serve_cost.json")
     args = ap.parse_args()
+    if args.fair_rounds < 0:
+        ap.error(f"--fair-rounds must be >= 0, got {args.fair_rounds}")
     check_loopback_only(args.variants.split(","))
 
     from rayrag.data.jsonl import read_jsonl
@@ -366,6 +393,9 @@ def main() -> None:
                         env, url, out_dir / "serve_cost_asgi.log")
     try:
         results["asgi"] = measure(url, bodies, args.sequential, args.concurrent, levels, root=proc.pid, engine=engine)
+        if args.fair_rounds:
+            print(f"[bench] ASGI against in-process at c=16, {args.fair_rounds} alternating rounds", flush=True)
+            results["asgi"]["interleaved_c16"] = interleaved_c16(url, bodies[:args.concurrent], engine, args.fair_rounds)
     finally:
         stop(proc)
     print(json.dumps(results["asgi"]), flush=True)
@@ -395,6 +425,8 @@ def main() -> None:
     base, asgi = results["in_process"], results["asgi"]
     ratios = results["ratios"] = {"asgi_vs_in_process_c16": round(asgi["c16"]["rps"] / base["c16"]["rps"], 2),
                                   "asgi_overhead_p50_ms_paired": asgi["paired"]["overhead_p50_ms"]}
+    if "interleaved_c16" in asgi:
+        ratios["asgi_vs_in_process_c16_interleaved"] = asgi["interleaved_c16"]["ratio_median"]
     for name in args.variants.split(","):
         s = results[f"serve_{name}"]
         ratios[name] = {"serve_vs_asgi_c16": round(s["c16"]["rps"] / asgi["c16"]["rps"], 2),
