@@ -125,7 +125,8 @@ def test_a_wrong_result_count_or_a_cancelled_batch_leaves_no_caller_waiting():
 
 
 @pytest.mark.parametrize("user_config", [{"max_batch_size": 0}, {"max_batch_size": 0.5},
-                                         {"batch_wait_timeout_s": -1}, {"torch_threads": 0}])
+                                         {"batch_wait_timeout_s": -1}, {"torch_threads": 0},
+                                         {"max_batch_size": True}, {"batch_wait_timeout_s": True}])
 def test_bad_batching_settings_fail_the_reconfigure(user_config):
     """`serve deploy` hands user_config to the replica without rayrag's config checks: a batch
     size of 0 would make the batcher spin, so the deployments refuse it with the reason."""

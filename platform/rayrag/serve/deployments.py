@@ -101,7 +101,9 @@ def _set_batching(batchers: list[DrainBatcher], user_config: dict) -> None:
     # a bad value fails the reconfigure with the reason (a batch size of 0 would spin forever)
     size, wait = user_config.get("max_batch_size", 1), user_config.get("batch_wait_timeout_s", 0.0)
     threads = user_config.get("torch_threads", 1)
-    if not (isinstance(size, int) and size >= 1 and isinstance(threads, int) and threads >= 1
+    # bool is an int subclass: `max_batch_size: true` in YAML is a mistake, not a batch size of 1
+    if any(isinstance(v, bool) for v in (size, wait, threads)) or not (
+            isinstance(size, int) and size >= 1 and isinstance(threads, int) and threads >= 1
             and isinstance(wait, (int, float)) and wait >= 0):
         raise ValueError(f"user_config needs integers max_batch_size >= 1 and torch_threads >= 1 and "
                          f"batch_wait_timeout_s >= 0, got {size!r}, {threads!r}, {wait!r}")
