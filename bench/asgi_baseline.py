@@ -2,16 +2,23 @@
 
 One uvicorn process, FastAPI, the same request and response schemas as the served
 ``/search`` (``SearchRequest`` -> ``SearchResponse``), the same index, query model and torch
-threads as one Retriever replica, access log off. ``/bench/noop-search`` validates the same
+threads as one Retriever replica, access log off. Searches run on a pool of ``--model-threads``
+threads (default: one per core): FastAPI's default for a plain ``def`` route, a 40-thread pool,
+runs all 16 requests of a c=16 load at once, and on 2 cores that contention costs 40% of the
+throughput (bench/README.md, run 10). ``/bench/noop-search`` validates the same
 body and answers with no model work: the framework's own ceiling on this machine.
 
     python bench/asgi_baseline.py --index out/quickstart/index-flat --port 18100
 """
 # no `from __future__ import annotations`: FastAPI must see the route signatures' real types
 import argparse
+import os
 
 
-def make_app(index: str, threads: int):
+def make_app(index: str, threads: int, model_threads: int):
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch
     from fastapi import FastAPI
 
@@ -22,6 +29,7 @@ def make_app(index: str, threads: int):
     torch.set_num_threads(threads)
     cfg = ServeConfig(index=index)
     engine = SearchEngine(cfg)
+    pool = ThreadPoolExecutor(model_threads, thread_name_prefix="engine")
     app = FastAPI()
 
     def answer(body: SearchRequest, hits: list[tuple[str, float]]) -> SearchResponse:
@@ -31,10 +39,11 @@ def make_app(index: str, threads: int):
                                   SearchHit(rank=i + 1, id=d, score=s, stage="retriever", retriever_score=s,
                                             title=docs[d].title, text=docs[d].text) for i, (d, s) in enumerate(hits)])
 
-    # a plain `def` route: FastAPI runs it in its thread pool, as a plain deployment would
     @app.post("/search", response_model=SearchResponse)
-    def search(body: SearchRequest) -> SearchResponse:
-        return answer(body, engine.search([body.query], body.k or cfg.default_k)[0])
+    async def search(body: SearchRequest) -> SearchResponse:
+        k = body.k or cfg.default_k
+        hits = await asyncio.get_running_loop().run_in_executor(pool, lambda: engine.search([body.query], k)[0])
+        return answer(body, hits)
 
     @app.post("/bench/noop-search", response_model=SearchResponse)
     async def noop_search(body: SearchRequest) -> SearchResponse:
@@ -54,8 +63,11 @@ def main() -> None:
     ap.add_argument("--index", required=True)
     ap.add_argument("--port", type=int, default=18100)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (a Retriever replica's torch_threads)")
+    ap.add_argument("--model-threads", type=int, default=os.cpu_count(), help="searches running at once")
     args = ap.parse_args()
-    uvicorn.run(make_app(args.index, args.threads), host="127.0.0.1", port=args.port, access_log=False,
+    if args.threads < 1 or args.model_threads < 1:
+        ap.error("--threads and --model-threads must be >= 1")
+    uvicorn.run(make_app(args.index, args.threads, args.model_threads), host="127.0.0.1", port=args.port, access_log=False,
                 log_level="warning")
 
 

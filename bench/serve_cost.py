@@ -2,9 +2,10 @@
 
 In one run, on this machine, with the same load client and the same queries:
   1. in-process: ``SearchEngine.search`` called directly (the Retriever replica's torch threads),
-     sequential and from 16 threads;
+     sequential and at c=16 on ``--model-threads`` threads (one per core; 16 threads as well,
+     the reference of runs 1-10);
   2. the ASGI baseline (``bench/asgi_baseline.py``: uvicorn, one process, same schemas, access
-     log off);
+     log off, searches on ``--model-threads`` threads);
   3. the shipped Serve app (``python -m jobs.serve run``), once per variant of Serve's own
      settings (environment variables of the Ray it starts, see VARIANTS) and of ours
      (``in-ingress``: ``retriever_in_ingress=true``, OVERRIDES).
@@ -16,7 +17,8 @@ and the ASGI baseline's fairness (its c=16 throughput over the in-process engine
 alternating rounds of the two (``interleaved_c16``, ``--fair-rounds``), so drift between them
 does not enter the ratio.
 Each figure carries the load client's own CPU share (its CPU seconds over wall x cores): the
-client shares the 2 cores with the server, so that share is taken from whichever server runs.
+client shares the 2 cores with the server, so that share is taken from whichever server runs;
+the default client (``bench/load_client.py``, raw HTTP/1.1) keeps it small.
 ``--profile S`` then samples the proxy and replica processes with py-spy for S seconds of a
 concurrency-16 run of each Serve variant and lists the top costs per process.
 
@@ -39,7 +41,14 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_latency import concurrent, sequential, stats  # noqa: E402
+import load_client  # noqa: E402
+import serve_latency  # noqa: E402
+from serve_latency import stats  # noqa: E402
+
+# the load client (``--client``): load_client's lean raw HTTP/1.1 one (runs 10 on), or httpx as
+# in runs 1-9; both have sequential() and concurrent() with the same figures
+CLIENTS = {"raw": load_client, "httpx": serve_latency}
+LOAD = load_client
 
 REPO = Path(__file__).resolve().parents[1]
 HAPROXY = "RAY_SERVE_ENABLE_HA_PROXY"
@@ -61,11 +70,15 @@ VARIANTS = {
     # own port; Ray's KubeRay high-throughput guide sets it beside the preset
     "haproxy": {HAPROXY: "1"},
     "haproxy-in-ingress": {HAPROXY: "1"},
+    # the same with the retriever's torch threads = this machine's cores (a Serve config setting):
+    # the one replica's batched forward passes then use every core, as the baselines' pools do
+    "haproxy-in-ingress-cores": {HAPROXY: "1"},
     # the same with a 2 ms batch wait (what a wait timer adds to the drain batcher)
     "haproxy-in-ingress-wait2": {HAPROXY: "1"},
 }
 # config overrides (key=value) a variant passes to `jobs.serve run`
 OVERRIDES = {"in-ingress": ["retriever_in_ingress=true"], "haproxy-in-ingress": ["retriever_in_ingress=true"],
+             "haproxy-in-ingress-cores": ["retriever_in_ingress=true", f"retriever.torch_threads={os.cpu_count()}"],
              "haproxy-in-ingress-wait2": ["retriever_in_ingress=true", "retriever.batch_wait_timeout_s=0.002"]}
 
 
@@ -88,7 +101,7 @@ def client_share(fn, *args, **kw) -> dict:
     return out
 
 
-def in_process(index: str, queries: list[str], n_concurrent: int) -> tuple[dict, object]:
+def in_process(index: str, queries: list[str], n_concurrent: int, model_threads: int) -> tuple[dict, object]:
     """(figures, the engine): the engine stays loaded for ``paired_sequential``."""
     import torch
 
@@ -104,20 +117,24 @@ def in_process(index: str, queries: list[str], n_concurrent: int) -> tuple[dict,
         one(q)
     t0 = time.perf_counter()
     out = {"sequential": stats([one(q) for q in queries], time.perf_counter() - t0)}
-    out["c16"] = in_process_c16(engine, queries, n_concurrent)
+    out["c16"] = in_process_c16(engine, queries, n_concurrent, model_threads)
+    out["c16_16_threads"] = in_process_c16(engine, queries, n_concurrent, 16)  # the reference of runs 1-9
     return out, engine
 
 
-def in_process_c16(engine, queries: list[str], n: int) -> dict:
-    """``n`` searches from 16 threads (torch releases the GIL, so they share both cores)."""
+def in_process_c16(engine, queries: list[str], n: int, threads: int) -> dict:
+    """``n`` searches, all queued at once (so at least 16 outstanding), run by ``threads`` threads
+    (torch releases the GIL, so they share the cores). The reference is ``--model-threads``
+    threads, one per core: 16 threads on 2 cores measured 0.6x of it (run 10), and a reference
+    slowed by its own contention would make any server look fair."""
     one = lambda q: _answer_in_process(engine, q, 10)  # noqa: E731
-    with ThreadPoolExecutor(16) as pool:
+    with ThreadPoolExecutor(threads) as pool:
         t0 = time.perf_counter()
         lat = list(pool.map(one, [queries[i % len(queries)] for i in range(n)]))
         return stats(lat, time.perf_counter() - t0)
 
 
-def interleaved_c16(url: str, bodies: list[dict], engine, rounds: int) -> dict:
+def interleaved_c16(url: str, bodies: list[dict], engine, rounds: int, model_threads: int) -> dict:
     """The fairness ratio (ASGI / in-process at c=16) from alternating rounds: in-process, then
     the same queries over HTTP, ``rounds`` times. The two figures of the unpaired ratio are taken
     minutes apart, and this machine's throughput drifts by up to 20% between runs (docs/SERVE.md);
@@ -125,8 +142,8 @@ def interleaved_c16(url: str, bodies: list[dict], engine, rounds: int) -> dict:
     queries = [b["query"] for b in bodies]
     per_round = []
     for _ in range(rounds):
-        local = in_process_c16(engine, queries, len(bodies))["rps"]
-        remote = concurrent(url, bodies, concurrency=16)["rps"]
+        local = in_process_c16(engine, queries, len(bodies), model_threads)["rps"]
+        remote = LOAD.concurrent(url, bodies, concurrency=16)["rps"]
         per_round.append({"in_process_rps": local, "http_rps": remote, "ratio": round(remote / local, 3)})
     return {"rounds": per_round, "ratio_median": float(np.median([r["ratio"] for r in per_round]))}
 
@@ -144,20 +161,32 @@ def paired_sequential(url: str, bodies: list[dict], engine) -> dict:
     then over HTTP, in turn. This machine drifts by more than the overhead under test (the same
     in-process loop measured 10.6 and 16.0 ms p50 minutes apart), and the unpaired figure
     subtracts an in-process p50 taken minutes before the server's; pairs share the drift."""
-    import httpx
-
-    with httpx.Client(timeout=120) as c:
-        c.post(f"{url}/search", json=bodies[0])
+    post, close = _poster(url)
+    try:
+        post(bodies[0])
         local, remote, errors = [], [], 0
         for b in bodies:
             local.append(_answer_in_process(engine, b["query"], b["k"]))
             s = time.perf_counter()
-            errors += c.post(f"{url}/search", json=b).status_code != 200
+            errors += post(b) != 200
             remote.append(time.perf_counter() - s)
+    finally:
+        close()
     ms = lambda xs, q: round(1000 * float(np.quantile(xs, q)), 2)  # noqa: E731
     diff = np.array(remote) - np.array(local)
     return {"n": len(bodies), "errors": errors, "in_process_p50_ms": ms(local, 0.5), "http_p50_ms": ms(remote, 0.5),
             "overhead_p50_ms": ms(diff, 0.5), "overhead_p10_ms": ms(diff, 0.1), "overhead_p90_ms": ms(diff, 0.9)}
+
+
+def _poster(url: str):
+    """(post a /search body -> status, close) on one keep-alive connection of the chosen client."""
+    if LOAD is load_client:
+        conn = load_client.Connection(url)
+        return lambda b: conn.send(load_client.request_bytes(url, "/search", b))[0], conn.close
+    import httpx
+
+    c = httpx.Client(timeout=120)
+    return lambda b: c.post(f"{url}/search", json=b).status_code, c.close
 
 
 def start_server(cmd: list[str], env: dict, url: str, log: Path, timeout: float = 600) -> subprocess.Popen:
@@ -194,14 +223,14 @@ def measure(url: str, bodies: list[dict], n_sequential: int, n_concurrent: int, 
     """Sequential, each concurrency level and the no-model route at c=16. With ``root`` (the
     server's process), the c=16 runs also record each server process's CPU per request; with
     ``engine`` (the in-process one), the paired sequential overhead too."""
-    concurrent(url, bodies[:64], concurrency=8)  # warm: first calls pay kernel and allocator set-up
-    out = {"sequential": client_share(sequential, url, bodies[:n_sequential])}
+    LOAD.concurrent(url, bodies[:64], concurrency=8)  # warm: first calls pay kernel and allocator set-up
+    out = {"sequential": client_share(LOAD.sequential, url, bodies[:n_sequential])}
     if engine is not None:
         out["paired"] = paired_sequential(url, bodies[:n_sequential], engine)
     cpu = {}
 
     def timed(key: str, **kw) -> None:
-        run = lambda: client_share(concurrent, url, bodies[:n_concurrent], **kw)  # noqa: E731
+        run = lambda: client_share(LOAD.concurrent, url, bodies[:n_concurrent], **kw)  # noqa: E731
         before = search_batches(url)
         if root is None or kw.get("concurrency") != 16:
             out[key] = run()
@@ -342,7 +371,7 @@ def profile(root: int, url: str, bodies: list[dict], seconds: int, folder: Path)
              for name, pid in pids.items()}
     t_end = time.time() + seconds
     while time.time() < t_end:
-        concurrent(url, bodies[:200], concurrency=16)
+        LOAD.concurrent(url, bodies[:200], concurrency=16)
     out = {}
     for name, spy in spies.items():
         spy.wait(timeout=120)
@@ -363,11 +392,23 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=18200)
     ap.add_argument("--fair-rounds", type=int, default=3,
                     help="alternating in-process / ASGI c=16 rounds for the fairness ratio (0: none)")
+    ap.add_argument("--model-threads", type=int, default=os.cpu_count(),
+                    help="searches running at once in the in-process reference and the ASGI app")
+    ap.add_argument("--client", choices=sorted(CLIENTS), default="raw",
+                    help="load client: raw (bench/load_client.py) or httpx (runs 1-9)")
     ap.add_argument("--out", default="out/bench/serve_cost.json")
     args = ap.parse_args()
     if args.fair_rounds < 0:
         ap.error(f"--fair-rounds must be >= 0, got {args.fair_rounds}")
-    check_loopback_only(args.variants.split(","))
+    if args.model_threads < 1:
+        ap.error(f"--model-threads must be >= 1, got {args.model_threads}")
+    global LOAD
+    LOAD = CLIENTS[args.client]
+    variants = [v for v in args.variants.split(",") if v]  # "": the baselines only
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    check_loopback_only(variants)
 
     from rayrag.data.jsonl import read_jsonl
 
@@ -378,29 +419,32 @@ def main() -> None:
     levels = [int(c) for c in args.levels.split(",")]
     out_dir = Path(args.out).parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict = {"machine": f"{os.cpu_count()} CPUs", "index": index, "requests_per_level": args.concurrent}
+    results: dict = {"machine": f"{os.cpu_count()} CPUs", "index": index, "requests_per_level": args.concurrent,
+                     "client": args.client}
     env = {k: v for k, v in os.environ.items() if k not in ("RAYRAG_API_KEY", "RAY_ADDRESS")}  # open, local
     env.update(PYTHONPATH=f"{REPO / 'platform'}{os.pathsep}{REPO}", TOKENIZERS_PARALLELISM="false",
                HF_HUB_OFFLINE="1", RAYRAG_BENCH_ROUTES="1")
 
     print("[bench] in-process", flush=True)
-    results["in_process"], engine = in_process(index, queries[:args.sequential], args.concurrent)
+    results["in_process"], engine = in_process(index, queries[:args.sequential], args.concurrent, args.model_threads)
     print(json.dumps(results["in_process"]), flush=True)
 
     url = f"http://127.0.0.1:{args.port}"
     print("[bench] plain ASGI (uvicorn + FastAPI, one process)", flush=True)
-    proc = start_server([sys.executable, "bench/asgi_baseline.py", "--index", index, "--port", str(args.port)],
+    proc = start_server([sys.executable, "bench/asgi_baseline.py", "--index", index, "--port", str(args.port),
+                         "--model-threads", str(args.model_threads)],
                         env, url, out_dir / "serve_cost_asgi.log")
     try:
         results["asgi"] = measure(url, bodies, args.sequential, args.concurrent, levels, root=proc.pid, engine=engine)
         if args.fair_rounds:
             print(f"[bench] ASGI against in-process at c=16, {args.fair_rounds} alternating rounds", flush=True)
-            results["asgi"]["interleaved_c16"] = interleaved_c16(url, bodies[:args.concurrent], engine, args.fair_rounds)
+            results["asgi"]["interleaved_c16"] = interleaved_c16(url, bodies[:args.concurrent], engine, args.fair_rounds,
+                                                                args.model_threads)
     finally:
         stop(proc)
     print(json.dumps(results["asgi"]), flush=True)
 
-    for name in args.variants.split(","):
+    for name in variants:
         print(f"[bench] Serve, {name}: {VARIANTS[name] or 'as shipped'} {' '.join(OVERRIDES.get(name, []))}", flush=True)
         proc = start_server([sys.executable, "-m", "jobs.serve", "run", "--port", str(args.port), f"index={index}",
                              *OVERRIDES.get(name, [])],
@@ -408,7 +452,7 @@ def main() -> None:
         try:
             r = results[f"serve_{name}"] = measure(url, bodies, args.sequential, args.concurrent, levels, root=proc.pid,
                                                    engine=engine)
-            r["c16_readyz"] = client_share(concurrent, url, [None] * args.concurrent, concurrency=16, path="/readyz")
+            r["c16_readyz"] = client_share(LOAD.concurrent, url, [None] * args.concurrent, concurrency=16, path="/readyz")
             r["listeners_beyond_loopback"] = listeners_beyond_loopback(proc.pid)
             direct = direct_ingress_url(proc.pid)
             if direct:  # the same app, its HTTP answered by the ingress replica, no proxy hop
@@ -427,7 +471,7 @@ def main() -> None:
                                   "asgi_overhead_p50_ms_paired": asgi["paired"]["overhead_p50_ms"]}
     if "interleaved_c16" in asgi:
         ratios["asgi_vs_in_process_c16_interleaved"] = asgi["interleaved_c16"]["ratio_median"]
-    for name in args.variants.split(","):
+    for name in variants:
         s = results[f"serve_{name}"]
         ratios[name] = {"serve_vs_asgi_c16": round(s["c16"]["rps"] / asgi["c16"]["rps"], 2),
                         "overhead_p50_ms_vs_in_process": round(s["sequential"]["p50_ms"] - base["sequential"]["p50_ms"], 2),
