@@ -15,7 +15,8 @@ the sequential overhead over the in-process call also paired, query by query
 (``paired_sequential``), which is the figure to compare with a target of a few milliseconds;
 and the ASGI baseline's fairness (its c=16 throughput over the in-process engine's) from
 alternating rounds of the two (``interleaved_c16``, ``--fair-rounds``), so drift between them
-does not enter the ratio.
+does not enter the ratio; likewise each Serve variant against the ASGI app, which stays up, idle,
+while Serve runs (``vs_asgi_interleaved_c16``; the ASGI app listens on ``--port`` + 1).
 Each figure carries the load client's own CPU share (its CPU seconds over wall x cores): the
 client shares the 2 cores with the server, so that share is taken from whichever server runs;
 the default client (``bench/load_client.py``, raw HTTP/1.1) keeps it small.
@@ -73,12 +74,15 @@ VARIANTS = {
     # the same with the retriever's torch threads = this machine's cores (a Serve config setting):
     # the one replica's batched forward passes then use every core, as the baselines' pools do
     "haproxy-in-ingress-cores": {HAPROXY: "1"},
+    # or one ingress replica (with its retriever inside) per core, one torch thread each
+    "haproxy-in-ingress-x2": {HAPROXY: "1"},
     # the same with a 2 ms batch wait (what a wait timer adds to the drain batcher)
     "haproxy-in-ingress-wait2": {HAPROXY: "1"},
 }
 # config overrides (key=value) a variant passes to `jobs.serve run`
 OVERRIDES = {"in-ingress": ["retriever_in_ingress=true"], "haproxy-in-ingress": ["retriever_in_ingress=true"],
              "haproxy-in-ingress-cores": ["retriever_in_ingress=true", f"retriever.torch_threads={os.cpu_count()}"],
+             "haproxy-in-ingress-x2": ["retriever_in_ingress=true", "ingress.num_replicas=2"],
              "haproxy-in-ingress-wait2": ["retriever_in_ingress=true", "retriever.batch_wait_timeout_s=0.002"]}
 
 
@@ -145,6 +149,19 @@ def interleaved_c16(url: str, bodies: list[dict], engine, rounds: int, model_thr
         local = in_process_c16(engine, queries, len(bodies), model_threads)["rps"]
         remote = LOAD.concurrent(url, bodies, concurrency=16)["rps"]
         per_round.append({"in_process_rps": local, "http_rps": remote, "ratio": round(remote / local, 3)})
+    return {"rounds": per_round, "ratio_median": float(np.median([r["ratio"] for r in per_round]))}
+
+
+def interleaved_servers(url: str, baseline_url: str, bodies: list[dict], rounds: int) -> dict:
+    """Serve / ASGI at c=16 from alternating rounds on the same queries (Serve, then the ASGI
+    app, ``rounds`` times): Serve's variants are measured minutes after the ASGI app, and the
+    unpaired ratio then carries the machine's drift (0.83x and 1.06x for the same variant in runs
+    11 and 12)."""
+    per_round = []
+    for _ in range(rounds):
+        serve_rps = LOAD.concurrent(url, bodies, concurrency=16)["rps"]
+        asgi_rps = LOAD.concurrent(baseline_url, bodies, concurrency=16)["rps"]
+        per_round.append({"serve_rps": serve_rps, "asgi_rps": asgi_rps, "ratio": round(serve_rps / asgi_rps, 3)})
     return {"rounds": per_round, "ratio_median": float(np.median([r["ratio"] for r in per_round]))}
 
 
@@ -380,6 +397,34 @@ def profile(root: int, url: str, bodies: list[dict], seconds: int, folder: Path)
     return out
 
 
+def serve_variant(name: str, index: str, url: str, asgi_url: str, bodies: list[dict], levels: list[int], engine,
+                  env: dict, out_dir: Path, args) -> dict:
+    """One Serve variant: started, measured (and against the idle ASGI app in alternating c=16
+    rounds), profiled if asked, stopped."""
+    print(f"[bench] Serve, {name}: {VARIANTS[name] or 'as shipped'} {' '.join(OVERRIDES.get(name, []))}", flush=True)
+    proc = start_server([sys.executable, "-m", "jobs.serve", "run", "--port", str(args.port), f"index={index}",
+                         *OVERRIDES.get(name, [])],
+                        {**env, **VARIANTS[name]}, url, out_dir / f"serve_cost_{name}.log")
+    try:
+        r = measure(url, bodies, args.sequential, args.concurrent, levels, root=proc.pid, engine=engine)
+        if args.fair_rounds:
+            r["vs_asgi_interleaved_c16"] = interleaved_servers(url, asgi_url, bodies[:args.concurrent], args.fair_rounds)
+        r["c16_readyz"] = client_share(LOAD.concurrent, url, [None] * args.concurrent, concurrency=16, path="/readyz")
+        r["listeners_beyond_loopback"] = listeners_beyond_loopback(proc.pid)
+        direct = direct_ingress_url(proc.pid)
+        if direct:  # the same app, its HTTP answered by the ingress replica, no proxy hop
+            print(f"[bench] direct ingress at {direct}", flush=True)
+            r["direct"] = measure(direct, bodies, args.sequential, args.concurrent, [16], engine=engine)
+        if args.profile:
+            print(f"[bench] profiling {args.profile} s at concurrency 16", flush=True)
+            (out_dir / f"profile_{name}").mkdir(exist_ok=True)
+            r["profile"] = profile(proc.pid, url, bodies, args.profile, out_dir / f"profile_{name}")
+    finally:
+        stop(proc)
+    print(json.dumps(r), flush=True)
+    return r
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--index", default="out/quickstart/index-flat")
@@ -391,7 +436,7 @@ def main() -> None:
     ap.add_argument("--profile", type=int, default=0, help="seconds of py-spy sampling (0: none)")
     ap.add_argument("--port", type=int, default=18200)
     ap.add_argument("--fair-rounds", type=int, default=3,
-                    help="alternating in-process / ASGI c=16 rounds for the fairness ratio (0: none)")
+                    help="alternating c=16 rounds, in-process / ASGI and each Serve variant / ASGI (0: none)")
     ap.add_argument("--model-threads", type=int, default=os.cpu_count(),
                     help="searches running at once in the in-process reference and the ASGI app")
     ap.add_argument("--client", choices=sorted(CLIENTS), default="raw",
@@ -429,42 +474,25 @@ def main() -> None:
     results["in_process"], engine = in_process(index, queries[:args.sequential], args.concurrent, args.model_threads)
     print(json.dumps(results["in_process"]), flush=True)
 
-    url = f"http://127.0.0.1:{args.port}"
+    url, asgi_url = f"http://127.0.0.1:{args.port}", f"http://127.0.0.1:{args.port + 1}"
     print("[bench] plain ASGI (uvicorn + FastAPI, one process)", flush=True)
-    proc = start_server([sys.executable, "bench/asgi_baseline.py", "--index", index, "--port", str(args.port),
-                         "--model-threads", str(args.model_threads)],
-                        env, url, out_dir / "serve_cost_asgi.log")
+    # the ASGI app stays up (idle) while Serve is measured, for the alternating Serve/ASGI rounds
+    asgi_proc = start_server([sys.executable, "bench/asgi_baseline.py", "--index", index, "--port", str(args.port + 1),
+                              "--model-threads", str(args.model_threads)],
+                             env, asgi_url, out_dir / "serve_cost_asgi.log")
     try:
-        results["asgi"] = measure(url, bodies, args.sequential, args.concurrent, levels, root=proc.pid, engine=engine)
+        results["asgi"] = measure(asgi_url, bodies, args.sequential, args.concurrent, levels, root=asgi_proc.pid,
+                                  engine=engine)
         if args.fair_rounds:
             print(f"[bench] ASGI against in-process at c=16, {args.fair_rounds} alternating rounds", flush=True)
-            results["asgi"]["interleaved_c16"] = interleaved_c16(url, bodies[:args.concurrent], engine, args.fair_rounds,
-                                                                args.model_threads)
+            results["asgi"]["interleaved_c16"] = interleaved_c16(asgi_url, bodies[:args.concurrent], engine,
+                                                                args.fair_rounds, args.model_threads)
+        print(json.dumps(results["asgi"]), flush=True)
+        for name in variants:
+            results[f"serve_{name}"] = serve_variant(name, index, url, asgi_url, bodies, levels, engine, env, out_dir,
+                                                     args)
     finally:
-        stop(proc)
-    print(json.dumps(results["asgi"]), flush=True)
-
-    for name in variants:
-        print(f"[bench] Serve, {name}: {VARIANTS[name] or 'as shipped'} {' '.join(OVERRIDES.get(name, []))}", flush=True)
-        proc = start_server([sys.executable, "-m", "jobs.serve", "run", "--port", str(args.port), f"index={index}",
-                             *OVERRIDES.get(name, [])],
-                            {**env, **VARIANTS[name]}, url, out_dir / f"serve_cost_{name}.log")
-        try:
-            r = results[f"serve_{name}"] = measure(url, bodies, args.sequential, args.concurrent, levels, root=proc.pid,
-                                                   engine=engine)
-            r["c16_readyz"] = client_share(LOAD.concurrent, url, [None] * args.concurrent, concurrency=16, path="/readyz")
-            r["listeners_beyond_loopback"] = listeners_beyond_loopback(proc.pid)
-            direct = direct_ingress_url(proc.pid)
-            if direct:  # the same app, its HTTP answered by the ingress replica, no proxy hop
-                print(f"[bench] direct ingress at {direct}", flush=True)
-                r["direct"] = measure(direct, bodies, args.sequential, args.concurrent, [16], engine=engine)
-            if args.profile:
-                print(f"[bench] profiling {args.profile} s at concurrency 16", flush=True)
-                (out_dir / f"profile_{name}").mkdir(exist_ok=True)
-                results[f"profile_{name}"] = profile(proc.pid, url, bodies, args.profile, out_dir / f"profile_{name}")
-        finally:
-            stop(proc)
-        print(json.dumps(r), flush=True)
+        stop(asgi_proc)
 
     base, asgi = results["in_process"], results["asgi"]
     ratios = results["ratios"] = {"asgi_vs_in_process_c16": round(asgi["c16"]["rps"] / base["c16"]["rps"], 2),
@@ -474,6 +502,8 @@ def main() -> None:
     for name in variants:
         s = results[f"serve_{name}"]
         ratios[name] = {"serve_vs_asgi_c16": round(s["c16"]["rps"] / asgi["c16"]["rps"], 2),
+                        **({"serve_vs_asgi_c16_interleaved": s["vs_asgi_interleaved_c16"]["ratio_median"]}
+                           if "vs_asgi_interleaved_c16" in s else {}),
                         "overhead_p50_ms_vs_in_process": round(s["sequential"]["p50_ms"] - base["sequential"]["p50_ms"], 2),
                         "overhead_p50_ms_paired": s["paired"]["overhead_p50_ms"],
                         "noop_c16_rps": s["c16_noop"]["rps"], "noop_vs_asgi_noop": round(
