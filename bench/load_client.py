@@ -84,11 +84,20 @@ class Connection:
         return out
 
     def send(self, request: bytes) -> tuple[int, bytes]:
-        """(status, body) of one request; reconnects when the server has closed the connection."""
-        if self.sock is None:
+        """(status, body) of one request; reconnects when the server has closed the connection
+        (``Connection: close``, or a kept-alive one it timed out while idle: then sent again)."""
+        reused = self.sock is not None
+        if not reused:
             self._connect()
-        self.sock.sendall(request)
-        status, length, chunked, close = parse_head(self._until(b"\r\n\r\n"))
+        try:
+            self.sock.sendall(request)
+            head = self._until(b"\r\n\r\n")
+        except OSError:  # ConnectionError included
+            self.close()
+            if not reused:
+                raise
+            return self.send(request)
+        status, length, chunked, close = parse_head(head)
         if chunked:
             body = b""
             while size := int(self._until(b"\r\n").split(b";")[0], 16):

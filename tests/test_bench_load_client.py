@@ -40,7 +40,8 @@ def server():
         return JSONResponse({"ok": True}, headers={"Connection": "close"})
 
     port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                                        timeout_keep_alive=1))
     t = threading.Thread(target=srv.run, daemon=True)
     t.start()
     deadline = time.time() + 30
@@ -82,6 +83,16 @@ def test_sequential_and_concurrent_count_requests_and_errors(server, lc):
         assert closing["n"] == 40 and closing["errors"] == 0
     gets = lc.concurrent(server, [None] * 10, 4, path="/stream")
     assert gets["n"] == 10 and gets["errors"] == 0
+
+
+def test_a_connection_the_server_timed_out_is_opened_again(server, lc):
+    conn = lc.Connection(server)
+    try:
+        assert conn.send(lc.request_bytes(server, "/search", {"q": 1}))[0] == 200
+        time.sleep(2.5)  # past the server's 1 s keep-alive timeout: it has closed the connection
+        assert conn.send(lc.request_bytes(server, "/search", {"q": 2}))[0] == 200
+    finally:
+        conn.close()
 
 
 def test_a_refused_connection_is_an_error_not_a_hang(lc):
