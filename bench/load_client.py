@@ -5,6 +5,10 @@ Why not httpx: the client shares this machine's 2 cores with the server under te
 spends is taken from the server. httpx spends about 3 ms of CPU per request here (5% of the
 machine at 35 req/s, bench/serve_cost.py run 9), which is the whole 10% margin the ASGI
 fairness bar leaves; this client parses only the status line and the framing headers.
+Why not httptools' parser (uvicorn's, installed with ray[serve]) for the framing: tried, it cost
+0.67-0.77 ms of client CPU per /search answer (16 KB) against this one's 0.32-0.49, and 0.17-0.20
+against 0.07-0.19 ms on the no-model route (3 rounds each against the ASGI app, 2026-12-03):
+its per-chunk body callbacks into Python cost more than two reads of known length.
 
     sequential(url, bodies) / concurrent(url, bodies, concurrency=16, path="/search")
 return the same figures as bench/serve_latency.py's httpx functions (``stats``).

@@ -138,31 +138,30 @@ def in_process_c16(engine, queries: list[str], n: int, threads: int) -> dict:
         return stats(lat, time.perf_counter() - t0)
 
 
-def interleaved_c16(url: str, bodies: list[dict], engine, rounds: int, model_threads: int) -> dict:
-    """The fairness ratio (ASGI / in-process at c=16) from alternating rounds: in-process, then
-    the same queries over HTTP, ``rounds`` times. The two figures of the unpaired ratio are taken
-    minutes apart, and this machine's throughput drifts by up to 20% between runs (docs/SERVE.md);
-    adjacent rounds share the drift, so the median of the per-round ratios does not carry it."""
-    queries = [b["query"] for b in bodies]
+def alternating(rounds: int, base: tuple[str, object], other: tuple[str, object]) -> dict:
+    """``other`` / ``base`` throughput from alternating rounds (base, then other, ``rounds``
+    times; each a name and a callable giving req/s). Two figures taken minutes apart carry this
+    machine's drift, up to 20% between runs (docs/SERVE.md); adjacent rounds share it, so the
+    median of the per-round ratios does not."""
     per_round = []
     for _ in range(rounds):
-        local = in_process_c16(engine, queries, len(bodies), model_threads)["rps"]
-        remote = LOAD.concurrent(url, bodies, concurrency=16)["rps"]
-        per_round.append({"in_process_rps": local, "http_rps": remote, "ratio": round(remote / local, 3)})
-    return {"rounds": per_round, "ratio_median": float(np.median([r["ratio"] for r in per_round]))}
+        b, o = base[1](), other[1]()
+        per_round.append({f"{base[0]}_rps": b, f"{other[0]}_rps": o, "ratio": round(o / b, 3)})
+    return {"rounds": per_round, "ratio_median": round(float(np.median([r["ratio"] for r in per_round])), 3)}
+
+
+def interleaved_c16(url: str, bodies: list[dict], engine, rounds: int, model_threads: int) -> dict:
+    """The baseline's fairness: ASGI / in-process at c=16, on the same queries."""
+    queries = [b["query"] for b in bodies]
+    local = lambda: in_process_c16(engine, queries, len(bodies), model_threads)["rps"]  # noqa: E731
+    return alternating(rounds, ("in_process", local), ("http", lambda: LOAD.concurrent(url, bodies, concurrency=16)["rps"]))
 
 
 def interleaved_servers(url: str, baseline_url: str, bodies: list[dict], rounds: int) -> dict:
-    """Serve / ASGI at c=16 from alternating rounds on the same queries (Serve, then the ASGI
-    app, ``rounds`` times): Serve's variants are measured minutes after the ASGI app, and the
-    unpaired ratio then carries the machine's drift (0.83x and 1.06x for the same variant in runs
-    11 and 12)."""
-    per_round = []
-    for _ in range(rounds):
-        serve_rps = LOAD.concurrent(url, bodies, concurrency=16)["rps"]
-        asgi_rps = LOAD.concurrent(baseline_url, bodies, concurrency=16)["rps"]
-        per_round.append({"serve_rps": serve_rps, "asgi_rps": asgi_rps, "ratio": round(serve_rps / asgi_rps, 3)})
-    return {"rounds": per_round, "ratio_median": float(np.median([r["ratio"] for r in per_round]))}
+    """Serve / ASGI at c=16 on the same queries: Serve's variants are measured minutes after the
+    ASGI app, and their unpaired ratio moved from 0.83x to 1.06x for one variant (runs 11, 12)."""
+    return alternating(rounds, ("asgi", lambda: LOAD.concurrent(baseline_url, bodies, concurrency=16)["rps"]),
+                       ("serve", lambda: LOAD.concurrent(url, bodies, concurrency=16)["rps"]))
 
 
 def _answer_in_process(engine, query: str, k: int) -> float:
@@ -408,7 +407,8 @@ def serve_variant(name: str, index: str, url: str, asgi_url: str, bodies: list[d
     try:
         r = measure(url, bodies, args.sequential, args.concurrent, levels, root=proc.pid, engine=engine)
         if args.fair_rounds:
-            r["vs_asgi_interleaved_c16"] = interleaved_servers(url, asgi_url, bodies[:args.concurrent], args.fair_rounds)
+            r["vs_asgi_interleaved_c16"] = interleaved_servers(url, asgi_url, bodies[:args.concurrent],
+                                                               args.fair_rounds)
         r["c16_readyz"] = client_share(LOAD.concurrent, url, [None] * args.concurrent, concurrency=16, path="/readyz")
         r["listeners_beyond_loopback"] = listeners_beyond_loopback(proc.pid)
         direct = direct_ingress_url(proc.pid)
