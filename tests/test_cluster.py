@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 from mlflow import MlflowClient
@@ -57,7 +58,7 @@ def ray_cluster(tmp_path_factory):
                                   env=env, stdout=log, stderr=subprocess.STDOUT)
         procs.append(worker)
         deadline = time.time() + 60
-        while (nodes := _alive_nodes(f"127.0.0.1:{gcs}", env)) < 2:
+        while (nodes := _alive_nodes(f"http://127.0.0.1:{dash}", env["RAY_AUTH_TOKEN"])) < 2:
             assert worker.poll() is None and time.time() < deadline, (
                 f"worker node did not join ({nodes} nodes):\n{_alive_nodes.last}\n{(tmp_path / 'worker.log').read_text()[-1000:]}")
             time.sleep(1)
@@ -85,19 +86,36 @@ def _children(pid):
         return []
 
 
-def _alive_nodes(gcs: str, env: dict) -> int:
-    out = subprocess.run([RAY, "status", f"--address={gcs}"], env=env, capture_output=True, text=True)
-    _alive_nodes.last = out.stdout[-1500:] + out.stderr[-1500:]
-    active = out.stdout.split("Active:")[-1].split("Pending:")[0]
-    return sum(1 for line in active.splitlines() if "node_" in line)
+def _api(cluster_or_url, path: str, token: str | None = None):
+    """GET ``path`` from the head's dashboard (the Jobs and State REST APIs that the `ray job` and
+    `ray list` commands call), with the cluster's token. Polling goes through here: each `ray`
+    command is a Python process that costs about 2 CPU-seconds here, and a 2 s poll of
+    `ray job status` took half a core from the jobs it was waiting on."""
+    url, token = ((cluster_or_url["dashboard"], cluster_or_url["env"]["RAY_AUTH_TOKEN"])
+                  if isinstance(cluster_or_url, dict) else (cluster_or_url, token))
+    r = httpx.get(url + path, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    r.raise_for_status()
+    return r.json()
+
+
+def _nodes(dashboard: str, token: str) -> list[dict]:
+    """Every node the State API knows (`ray list nodes`), alive or dead."""
+    return _api(dashboard, "/api/v0/nodes", token)["data"]["result"]["result"]
+
+
+def _alive_nodes(dashboard: str, token: str) -> int:
+    try:
+        nodes = _nodes(dashboard, token)
+    except httpx.HTTPError as e:
+        _alive_nodes.last = repr(e)
+        return 0
+    _alive_nodes.last = json.dumps([(n["node_id"][:8], n["state"], n["is_head_node"]) for n in nodes])
+    return sum(n["state"] == "ALIVE" for n in nodes)
 
 
 def _node_ids(cluster) -> dict[str, str]:
-    """{"head": node id, "worker": node id}, from the State API (`ray list nodes`)."""
-    out = subprocess.run([RAY, "list", "nodes", "--format", "json", "--address", cluster["dashboard"]],
-                         env=cluster["env"], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-2000:]
-    alive = [n for n in json.loads(out.stdout) if n["state"] == "ALIVE"]
+    """{"head": node id, "worker": node id}, from the State API (what `ray list nodes` reads)."""
+    alive = [n for n in _nodes(cluster["dashboard"], cluster["env"]["RAY_AUTH_TOKEN"]) if n["state"] == "ALIVE"]
     assert len(alive) == 2, alive
     return {("head" if n["is_head_node"] else "worker"): n["node_id"] for n in alive}
 
@@ -119,7 +137,12 @@ def _start_job(cluster, runtime_env: dict, *entrypoint: str) -> str:
 
 
 def _job_state(cluster, job_id: str) -> str:
-    """PENDING / RUNNING / SUCCEEDED / FAILED / STOPPED, from `ray job status`."""
+    """PENDING / RUNNING / SUCCEEDED / FAILED / STOPPED, from the Jobs API (`ray job status`)."""
+    return _api(cluster, f"/api/jobs/{job_id}")["status"]
+
+
+def _cli_job_state(cluster, job_id: str) -> str:
+    """The same, as `ray job status` prints it for a user."""
     st = subprocess.run([RAY, "job", "status", "--address", cluster["dashboard"], job_id],
                         env=cluster["env"], capture_output=True, text=True)
     # "Job 'raysubmit_..' succeeded" when it ended; "Status for job 'raysubmit_..': RUNNING" before
@@ -133,7 +156,7 @@ def _wait_job(cluster, job_id: str, timeout: float = 600) -> None:
     stacks of the cluster's workers if it is still running (where a hung job waits)."""
     deadline = time.time() + timeout
     while (state := _job_state(cluster, job_id)) not in ("SUCCEEDED", "FAILED", "STOPPED") and time.time() < deadline:
-        time.sleep(2)
+        time.sleep(1)
     if state != "SUCCEEDED":
         logs = subprocess.run([RAY, "job", "logs", "--address", cluster["dashboard"], job_id],
                               env=cluster["env"], capture_output=True, text=True).stdout
@@ -237,10 +260,11 @@ def test_submitted_jobs_on_a_two_node_cluster(ray_cluster, mlflow_server, tmp_pa
         "query_id": q, "query": ds.queries[q], "positives": [{"id": d} for d in ds.qrels[q]],
         "negatives": [{"id": d} for d in others[i:i + 4] if d not in ds.qrels[q]]}) + "\n" for i, q in enumerate(qids)))
     train_out = tmp_path / "train"
-    _submit(ray_cluster, runtime_env, "python", "-m", "jobs.train_dense", "--model", str(tiny_bert),
+    job = _submit(ray_cluster, runtime_env, "python", "-m", "jobs.train_dense", "--model", str(tiny_bert),
             "--output-dir", str(train_out), f"examples={examples}", "num_workers=2", "cpus_per_worker=1", "zero_stage=2",
             "batch_size=2", "group_size=2", "max_steps=3", "doc_max_length=32", "eval.split=null",
             "register_as=tiny-submitted")
+    assert _cli_job_state(ray_cluster, job) == "SUCCEEDED"  # what `ray job status` tells the user
     trained = json.loads((train_out / "result.json").read_text())
     assert trained["total_steps"] == 3 and (train_out / "model" / "modules.json").is_file()
     client = MlflowClient(mlflow_server)
@@ -260,13 +284,11 @@ def test_encode_job_survives_the_loss_of_a_worker_node(ray_cluster, tmp_path, da
                      "--output-dir", str(enc), "kind=dense", "docs_per_shard=40", "num_actors=2",
                      "cpus_per_actor=1")
     # kill the worker node once it has committed shards of its own, while the job is mid-way
-    deadline, checked = time.time() + 300, time.time()
+    deadline = time.time() + 300
     while not (worker_done := _shards_by(enc, nodes["worker"])):
-        if time.time() - checked > 5:  # `ray job status` costs a CPU-second: not at every poll
-            checked = time.time()
-            if _job_state(ray_cluster, job) not in ("PENDING", "RUNNING"):
-                _wait_job(ray_cluster, job)  # fails, with the job's logs, unless it succeeded
-                pytest.fail("the job ended before the worker node committed a shard")
+        if _job_state(ray_cluster, job) not in ("PENDING", "RUNNING"):
+            _wait_job(ray_cluster, job)  # fails, with the job's logs, unless it succeeded
+            pytest.fail("the job ended before the worker node committed a shard")
         assert time.time() < deadline, "the worker node committed no shard in 300 s"
         time.sleep(0.2)
     kill_process_tree(ray_cluster["procs"][1])  # raylet, its workers and agents at once
