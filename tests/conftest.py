@@ -10,6 +10,12 @@ from pathlib import Path
 
 # Ray reads this once at import: local test clusters must listen on 127.0.0.1 only.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# Ray prestarts a worker per CPU for each first driver; in the tests' many short-lived local
+# instances most of them never run a task, and each costs its start-up (about 3 CPU-s here).
+# Off for every Ray the tests start (inherited by `ray start`, jobs and the quickstart):
+# test_train_engine.py measured 159 core-s against 183, 119 s against 137. Tests only: on a
+# real cluster prestarted workers cut the first tasks' latency.
+os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
 # Every Ray the tests start (ray.init, `ray start`, submitted jobs) runs Serve with the settings
 # `jobs.serve run` and the k8s ConfigMap give it, so the tests exercise what ships.
 from rayrag.serve import ray_env  # noqa: E402
