@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import Iterator
 
 
 def init_ray(num_cpus: int | None = None, dashboard: bool = False) -> bool:
@@ -30,6 +31,26 @@ def init_ray(num_cpus: int | None = None, dashboard: bool = False) -> bool:
                  **extra)
     stop_on_sigterm()
     return True
+
+
+def rows_in_this_thread(ds) -> Iterator[dict]:
+    """The rows of a Ray Dataset, read in the calling thread; for the jobs' shard actors, whose
+    output rows only report progress. Use it inside ``contextlib.closing``.
+
+    Not ``Dataset.iter_rows()``: that reads the executor's output in a daemon thread of Ray
+    Data's, which Ctrl-C and SIGTERM never reach, so the executor could outlive the job's
+    ``ray.shutdown()``. Its late clean-up then auto-started a fresh local Ray and printed a
+    traceback after "rayrag: stopped by Ctrl-C" (the encode job, seen once in the suite). Read
+    here, the signal lands in Ray Data's own ``get_next``, which stops the executor while Ray is
+    up, or in this generator, whose end drops the output iterator (its ``__del__`` stops the
+    executor) before the caller shuts Ray down.
+    """
+    import ray
+    from ray.data.block import BlockAccessor
+
+    for bundle in ds.iter_internal_ref_bundles():
+        for block in ray.get(bundle.block_refs):
+            yield from BlockAccessor.for_block(block).iter_rows(public_row_format=True)
 
 
 class Terminated(KeyboardInterrupt):

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -253,6 +254,7 @@ def _rewrite_pending(cfg: RewriteConfig, out: Path, pending: list[dict], sizes: 
     import ray
     from tqdm.auto import tqdm
 
+    from ..ray_utils import rows_in_this_thread
     from .rewriters import ShardRewriter
 
     ray.data.DataContext.get_current().enable_progress_bars = False  # one bar below, in turns
@@ -262,8 +264,9 @@ def _rewrite_pending(cfg: RewriteConfig, out: Path, pending: list[dict], sizes: 
                           compute=ray.data.ActorPoolStrategy(size=min(cfg.num_actors, len(pending))),
                           num_cpus=cfg.cpus_per_actor, num_gpus=cfg.gpus_per_actor or None,
                           fn_constructor_kwargs=dict(out=str(out), rewriter=actor_args, threads=threads))
-    with tqdm(total=sum(sizes[s["index"]] for s in pending), desc="rewrite", unit="turn") as bar:
-        for row in rows.iter_rows():
+    with tqdm(total=sum(sizes[s["index"]] for s in pending), desc="rewrite", unit="turn") as bar, \
+            closing(rows_in_this_thread(rows)) as finished:
+        for row in finished:
             if row["error"]:
                 # Shards committed so far stay; a rerun resumes after the endpoint is fixed.
                 raise RayragError(f"rewrite stopped: {row['error']}")

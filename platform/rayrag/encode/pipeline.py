@@ -101,7 +101,7 @@ def run_encode(cfg: EncodeConfig) -> dict:
     from tqdm.auto import tqdm
 
     from .. import tracking
-    from ..ray_utils import init_ray
+    from ..ray_utils import init_ray, rows_in_this_thread
     from .actor import ShardEncoder
 
     corpus = _corpus_path(cfg)
@@ -137,11 +137,8 @@ def run_encode(cfg: EncodeConfig) -> dict:
                     fn_constructor_kwargs=dict(model=cfg.model, kind=model["kind"], out=str(out),
                                                batch_size=cfg.batch_size, max_length=cfg.max_length,
                                                threads=threads, sparse_top_k=cfg.sparse_top_k))
-                # closing(): on Ctrl-C / SIGTERM the row generator is closed here, so Ray Data
-                # stops its executor while Ray is still up (left to the garbage collector, it
-                # runs after ray.shutdown() and prints a traceback from __del__)
                 with tqdm(total=sum(s.count for s in pending), desc="encode", unit="doc") as bar, \
-                        closing(iter(encoded.iter_rows())) as rows:
+                        closing(rows_in_this_thread(encoded)) as rows:
                     for row in rows:
                         bar.update(int(row["count"]))
             wall = time.perf_counter() - t0
