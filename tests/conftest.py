@@ -51,8 +51,7 @@ SLOW_FIRST = ("test_quickstart", "test_cluster", "test_encode", "test_serve", "t
 def pytest_collection_modifyitems(session, config, items):
     """The quickstart's test goes last: it waits on the quickstart, which runs beside everything
     before it (tests/quickstart_run.py), so the suite never stalls on it while other tests remain.
-    BEFORE_QUICKSTART goes first, then BESIDE_QUICKSTART. Under xdist the slowest files go first
-    instead (SLOW_FIRST)."""
+    BEFORE_QUICKSTART goes first. Under xdist the slowest files go first instead (SLOW_FIRST)."""
     from tests import quickstart_run
 
     if quickstart_run.xdist_worker():
@@ -62,27 +61,15 @@ def pytest_collection_modifyitems(session, config, items):
 
         items.sort(key=rank)  # stable: tests keep their order within a file
     elif quickstart_run.background():
-        def rank(item) -> int:
-            if item.nodeid == quickstart_run.NODE_ID:
-                return 3
-            return 0 if _before_quickstart(item) else 1 if _module(item) in BESIDE_QUICKSTART else 2
-
-        items.sort(key=rank)  # stable: tests keep their order otherwise
+        # stable: tests keep their order otherwise
+        items.sort(key=lambda item: 2 if item.nodeid == quickstart_run.NODE_ID else 0 if _before_quickstart(item) else 1)
 
 
-# The two-node cluster's submitted jobs are the test most sensitive to CPU contention (health
-# checks, cross-node object pulls, gloo between the nodes): it runs first, before the quickstart
-# starts. In CI its Ray Train job once stayed RUNNING past 10 minutes with the quickstart beside
-# it at equal priority (the cause was not found: a hung job's failure now shows its workers'
-# stacks, test_cluster.py).
-BEFORE_QUICKSTART = ("tests/test_cluster.py::test_submitted_jobs_on_a_two_node_cluster",)
-# Then, with the quickstart started, the modules that leave a core idle: the node-loss test waits
-# for Ray to declare the node dead, and Ray Train's tiny runs wait on their controller and on
-# each other (measured 1.0-1.2 of the 2 cores busy). Run last, as their names sorted them, they
-# left the second core idle for about 220 core-s once the quickstart had finished; beside it, the
-# quickstart (nice 19, so it takes only what they leave) has that core.
-BESIDE_QUICKSTART = ("test_cluster", "test_train", "test_train_engine", "test_train_reasoning",
-                     "test_train_sparse")
+# The two-node cluster on 2 cores is the test most sensitive to CPU contention (health checks,
+# cross-node object pulls, gloo between the nodes): it runs first, before the quickstart starts.
+# In CI its Ray Train job once stayed RUNNING past 10 minutes with the quickstart beside it (the
+# cause was not found: a hung job's failure now shows its workers' stacks, test_cluster.py).
+BEFORE_QUICKSTART = ("test_cluster",)
 
 
 def _module(item) -> str:
@@ -90,7 +77,7 @@ def _module(item) -> str:
 
 
 def _before_quickstart(item) -> bool:
-    return item.nodeid in BEFORE_QUICKSTART
+    return _module(item) in BEFORE_QUICKSTART
 
 
 _quickstart_wanted = False

@@ -3,10 +3,9 @@
 The quickstart (a main-dependencies-only venv, then encode, index, evaluate and serve on real
 SciFact) is the suite's one multi-minute test, and much of the rest of the suite waits on
 process start-up and sockets rather than the CPU. By default ``conftest.py`` starts it once the
-two-node cluster's submitted jobs are done, at nice 19, runs the tests that leave a core idle
-next (BESIDE_QUICKSTART), and runs its test last: it then only takes the CPU time the other
-tests leave idle (an earlier overlap at equal priority starved the two-node cluster test on 2
-cores), and its test waits for what is left of it.
+two-node cluster test is done, at nice 19, and runs its test last: it then only takes the CPU
+time the other tests leave idle (an earlier overlap at equal priority starved the two-node
+cluster test on 2 cores), and its test waits for what is left of it.
 RAYRAG_QUICKSTART_BACKGROUND=0 runs it inside its own test, alone.
 Its own RAYRAG_HOME (MLflow store) and output folder keep it apart from the tests running beside
 it, and every Ray it starts is a private local instance (``ray_utils.init_ray``), never one of

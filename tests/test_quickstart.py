@@ -5,7 +5,7 @@ without the test extra, in `.venv-main`): Ray Data encode -> FAISS / inverted in
 -> Ray Serve and one /search over HTTP -> the table and what to run next, exit code 0. This is
 the one multi-minute test; it checks the published reference numbers and the encode/index
 acceptance figures in a single run. A library import of a test-only package fails it, as it
-would fail a user. By default it starts after the two-node cluster's jobs, beside the rest of the
+would fail a user. By default it starts after the two-node cluster test, beside the rest of the
 suite at the lowest CPU priority, and this test runs last and waits for it
 (tests/quickstart_run.py); RAYRAG_QUICKSTART_BACKGROUND=0 runs it here, alone.
 """
