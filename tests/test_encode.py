@@ -57,6 +57,23 @@ def test_parquet_corpus_is_sharded_by_row_group(tmp_path, small_corpus):
     assert [d for s in plan.shards for d, _ in read_shard(s)] == [r["_id"] for r in rows]
 
 
+def test_rows_read_in_this_thread_are_every_row_of_the_dataset(ray_local):
+    """ray_utils.rows_in_this_thread, which the encode and rewrite jobs read their shard actors'
+    rows with (in the driver's thread, so Ctrl-C stops Ray Data's executor while Ray is up):
+    every row of every block, once, across several blocks and a map."""
+    from contextlib import closing
+
+    import ray
+
+    from rayrag.ray_utils import rows_in_this_thread
+
+    ds = ray.data.range(10, override_num_blocks=4).map_batches(
+        lambda b: {"id": b["id"], "count": b["id"] * 2}, batch_format="numpy")
+    with closing(rows_in_this_thread(ds)) as rows:
+        got = sorted((int(r["id"]), int(r["count"])) for r in rows)
+    assert got == [(i, 2 * i) for i in range(10)]
+
+
 def test_dense_encode_equals_plain_encoding(tmp_path, small_corpus, tiny_bert, ray_local):
     from rayrag.models.dense import DenseEncoder
 
