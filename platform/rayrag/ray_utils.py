@@ -35,7 +35,7 @@ def init_ray(num_cpus: int | None = None, dashboard: bool = False) -> bool:
 
 def rows_in_this_thread(ds) -> Iterator[dict]:
     """The rows of a Ray Dataset, read in the calling thread; for the jobs' shard actors, whose
-    output rows only report progress. Use it inside ``contextlib.closing``.
+    output rows are small (a shard's count, an error). Use it inside ``contextlib.closing``.
 
     Not ``Dataset.iter_rows()``: that reads the executor's output in a daemon thread of Ray
     Data's, which Ctrl-C and SIGTERM never reach, so the executor could outlive the job's
