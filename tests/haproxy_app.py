@@ -57,7 +57,6 @@ def main() -> int:
                RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S="60", RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S="60")
     env.pop("RAY_ADDRESS", None)
     log = open(Path(args.out).with_suffix(".log"), "w")
-    # a process group (killed with killpg), not a new session: see tests/quickstart_run.py on autogroups
     server = subprocess.Popen([sys.executable, "-m", "jobs.serve", "run", "--config", "jobs/configs/serve/scifact.yaml",
                                "--port", str(port), *args.overrides], cwd=REPO, env=env, stdout=log,
                               stderr=subprocess.STDOUT, process_group=0)

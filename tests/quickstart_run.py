@@ -90,7 +90,8 @@ def start(data_dir: Path) -> QuickstartRun:
         # The same holds the other way: a test's own subprocess in a new session (start_new_session)
         # is an equal peer of the suite's group, which holds the quickstart, so nice 19 no longer
         # keeps the quickstart off it (test_shutdown.py: 89 s beside two nice-19 burners against
-        # 64-71 s alone; 65 s once its job shared the session). Tests start theirs with process_group=0.
+        # 64-71 s alone; 65 s once its job shared the session). Tests start theirs with process_group=0
+        # (a group of its own, for killpg, in our session); test_quickstart.py holds them to it.
     _run = QuickstartRun(proc, root, port, venv)
     return _run
 

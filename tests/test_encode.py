@@ -160,7 +160,6 @@ def test_killed_encode_resumes_with_exactly_one_vector_per_document(tmp_path, da
     args = [sys.executable, "-m", "jobs.encode", "--model", "minilm", "--output-dir", str(out), f"corpus={corpus}",
             "docs_per_shard=40", "batch_size=20", "max_length=96", "num_actors=2"]
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
-    # a process group (killed with killpg), not a new session: see tests/quickstart_run.py on autogroups
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             process_group=0)
     try:

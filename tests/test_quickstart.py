@@ -9,6 +9,7 @@ would fail a user. By default it starts after the two-node cluster test, beside 
 suite at the lowest CPU priority, and this test runs last and waits for it
 (tests/quickstart_run.py); RAYRAG_QUICKSTART_BACKGROUND=0 runs it here, alone.
 """
+import ast
 import json
 import subprocess
 from pathlib import Path
@@ -80,3 +81,14 @@ def _readme_table() -> dict[str, tuple[float, float]]:
         if len(cells) >= 4 and cells[0].startswith("`") and cells[2][:2] == "0.":
             rows[cells[0].strip("`")] = (float(cells[2]), float(cells[3]))
     return rows
+
+
+def test_no_test_starts_a_process_in_a_session_of_its_own():
+    """A new session is a CPU group of its own beside the suite's, which holds the quickstart, so
+    nice 19 would no longer keep the quickstart off it (tests/quickstart_run.py): tests start
+    their processes with process_group=0 instead."""
+    tests = Path(__file__).resolve().parent
+    found = [f"{path.relative_to(tests)}:{node.lineno}" for path in sorted(tests.rglob("*.py"))
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Call) and any(k.arg == "start_new_session" for k in node.keywords)]
+    assert found == [], f"start_new_session=... in {found}: use process_group=0"

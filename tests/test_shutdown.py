@@ -31,7 +31,6 @@ def _signal_when_ready(args: list[str], ready, sig: int, env: dict, timeout: flo
     with log.open("w") as out:
         # SIGINT as at a terminal: a non-interactive shell starts background commands with SIGINT
         # ignored (CI may run the suite so), and Python then never turns it into KeyboardInterrupt
-        # a process group (killed with killpg), not a new session: see tests/quickstart_run.py on autogroups
         proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, process_group=0,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
