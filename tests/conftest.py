@@ -89,6 +89,7 @@ def pytest_collection_modifyitems(session, config, items):
 # cross-node object pulls, gloo between the nodes): it runs first, before the quickstart starts.
 # In CI its Ray Train job once stayed RUNNING past 10 minutes with the quickstart beside it (the
 # cause was not found: a hung job's failure now shows its workers' stacks, test_cluster.py).
+# Only the quickstart's venv set-up (pip, no Ray, nice 19 in the suite's session) runs beside it.
 BEFORE_QUICKSTART = ("test_cluster",)
 
 
@@ -113,11 +114,13 @@ def pytest_collection_finish(session):
     _quickstart_wanted = (not session.config.getoption("collectonly") and quickstart_run.background()
                           and (_data_dir() / "scifact" / "corpus.jsonl").is_file()
                           and any(item.nodeid == quickstart_run.NODE_ID for item in session.items))
+    if _quickstart_wanted:  # its venv set-up now, beside the cluster test; the quickstart after it
+        quickstart_run.start(_data_dir(), gated=True)
 
 
 def pytest_runtest_setup(item):
-    """Start the quickstart with the first test not in BEFORE_QUICKSTART (later calls of
-    ``start`` return the same run)."""
+    """Let the quickstart go with the first test not in BEFORE_QUICKSTART (``start`` returns the
+    run started, gated, at collection and opens its gate)."""
     if _quickstart_wanted and not _before_quickstart(item):
         from tests import quickstart_run
 

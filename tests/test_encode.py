@@ -155,10 +155,10 @@ def _descendants(pid):
 
 def test_killed_encode_resumes_with_exactly_one_vector_per_document(tmp_path, data_dir):
     corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text("\n".join((data_dir / "scifact" / "corpus.jsonl").read_text().splitlines()[:600]) + "\n")
+    corpus.write_text("\n".join((data_dir / "scifact" / "corpus.jsonl").read_text().splitlines()[:300]) + "\n")
     out = tmp_path / "enc"
     args = [sys.executable, "-m", "jobs.encode", "--model", "minilm", "--output-dir", str(out), f"corpus={corpus}",
-            "docs_per_shard=40", "batch_size=20", "max_length=96", "num_actors=2"]
+            "docs_per_shard=20", "batch_size=10", "max_length=96", "num_actors=2"]
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             process_group=0)
@@ -188,7 +188,7 @@ def test_killed_encode_resumes_with_exactly_one_vector_per_document(tmp_path, da
     manifest = json.loads((out / "manifest.json").read_text())
     ids, vecs = read_dense(out)
     source_ids = [json.loads(l)["_id"] for l in corpus.read_text().splitlines()]
-    assert manifest["count"] == len(ids) == len(set(ids)) == 600 and sorted(ids) == sorted(source_ids)
+    assert manifest["count"] == len(ids) == len(set(ids)) == 300 and sorted(ids) == sorted(source_ids)
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-4)
     for name, mtime in done_before.items():  # finished shards were kept, not redone
         assert (out / "shards" / name).stat().st_mtime_ns == mtime
@@ -196,11 +196,11 @@ def test_killed_encode_resumes_with_exactly_one_vector_per_document(tmp_path, da
     assert not temp_leftovers(out)
     # the resumed output holds the same vectors as an uninterrupted encoding: the library encoder
     # (which test_dense_encode_equals_plain_encoding shows the job matches), fed the same batches
-    # (shards of 40 = two batches of 20, in shard order)
+    # (shards of 20 = two batches of 10, in shard order)
     from rayrag.models.dense import DenseEncoder
 
-    texts = {d: t for s in plan_shards(corpus, 40).shards for d, t in read_shard(s)}
-    ref = DenseEncoder("minilm", max_length=96).encode_docs([texts[i] for i in ids], batch_size=20, progress=False)
+    texts = {d: t for s in plan_shards(corpus, 20).shards for d, t in read_shard(s)}
+    ref = DenseEncoder("minilm", max_length=96).encode_docs([texts[i] for i in ids], batch_size=10, progress=False)
     assert np.abs(vecs - ref).max() <= 1e-5, np.abs(vecs - ref).max()
 
 
