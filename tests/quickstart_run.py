@@ -4,9 +4,9 @@ The quickstart (a main-dependencies-only venv, then encode, index, evaluate and 
 SciFact) is the suite's one multi-minute test, and much of the rest of the suite waits on
 process start-up and sockets rather than the CPU. By default ``conftest.py`` starts it once the
 two-node cluster test is done, at nice 19, and runs its test last: it then only takes the CPU
-time the other tests leave idle (its venv set-up, with no Ray, starts at collection and fills
-what the cluster test leaves idle) (an earlier overlap at equal priority starved the two-node
-cluster test on 2 cores), and its test waits for what is left of it.
+time the other tests leave idle (an earlier overlap at equal priority starved the two-node
+cluster test on 2 cores), and its test waits for what is left of it. Only its venv set-up (pip,
+no Ray) starts earlier, at collection, in what the cluster test leaves idle.
 RAYRAG_QUICKSTART_BACKGROUND=0 runs it inside its own test, alone.
 Its own RAYRAG_HOME (MLflow store) and output folder keep it apart from the tests running beside
 it, and every Ray it starts is a private local instance (``ray_utils.init_ray``), never one of
@@ -32,9 +32,13 @@ class QuickstartRun:
     root: Path  # holds qs/ (its --output-dir), home/ (RAYRAG_HOME), the two logs and the gate
     port: int
     venv: Path
+    gate_open: bool = False  # a run started ungated is open from the start
 
     def open_gate(self) -> None:
-        (self.root / "gate").touch()
+        """Let a gated run go on from its set-up to the quickstart (once; later calls do nothing)."""
+        if not self.gate_open:
+            (self.root / "gate").touch()
+            self.gate_open = True
 
     @property
     def out(self) -> Path:
@@ -73,9 +77,9 @@ def start(data_dir: Path, gated: bool = False) -> QuickstartRun:
     """Start the quickstart once per session (later calls return the same run, and open its gate).
 
     ``gated``: set up ``.venv-main`` now, but hold the quickstart itself until a later ``start``
-    call opens the gate. The set-up (pip, about 130 core-seconds, no Ray) then fills the CPU that
-    the two-node cluster test leaves idle (85 of its 271 core-seconds), and the quickstart's Ray
-    still starts only once that test is done (conftest.py, BEFORE_QUICKSTART)."""
+    call opens the gate. The set-up (pip, about 130 core-seconds, no Ray) then fills CPU that the
+    two-node cluster test leaves idle, and the quickstart's Ray still starts only once that test
+    is done (conftest.py, BEFORE_QUICKSTART; figures in docs/DESIGN.md, "The test suite's time")."""
     global _run
     if _run is not None:
         _run.open_gate()
@@ -93,12 +97,9 @@ def start(data_dir: Path, gated: bool = False) -> QuickstartRun:
         # scripts/quickstart.sh runs scripts/setup.sh itself (a no-op once the gated set-up built it)
         quickstart = ["bash", "scripts/quickstart.sh", "--output-dir", str(root / "qs"), "keep_serving=false",
                       f"serve_port={port}"]
-        gate = root / "gate"
         if gated:
             quickstart = ["bash", "-c", 'bash scripts/setup.sh && until [ -e "$0" ]; do sleep 0.5; done && exec "$@"',
-                          str(gate), *quickstart]
-        else:
-            gate.touch()
+                          str(root / "gate"), *quickstart]
         proc = subprocess.Popen([*nice, *quickstart], cwd=REPO, env=env, stdout=out, stderr=err, process_group=0)
         # A process group of its own (stopped with killpg), but the suite's session: with the
         # kernel's autogroup scheduling (on by default on desktop and many server kernels) a new
@@ -110,7 +111,7 @@ def start(data_dir: Path, gated: bool = False) -> QuickstartRun:
         # keeps the quickstart off it (test_shutdown.py: 89 s beside two nice-19 burners against
         # 64-71 s alone; 65 s once its job shared the session). Tests start theirs with process_group=0
         # (a group of its own, for killpg, in our session); test_quickstart.py holds them to it.
-    _run = QuickstartRun(proc, root, port, venv)
+    _run = QuickstartRun(proc, root, port, venv, gate_open=not gated)
     return _run
 
 
