@@ -36,6 +36,7 @@ def main() -> None:
     from rayrag.encode.pipeline import EncodeConfig, run_encode
     from rayrag.encode.shards import plan_shards, read_shard
     from rayrag.models.dense import DenseEncoder
+    from rayrag.ray_utils import start_local_ray
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-encode-"))
     os.environ.setdefault("RAYRAG_HOME", str(tmp / "home"))
@@ -55,7 +56,7 @@ def main() -> None:
     from rayrag import tracking
 
     tracking.setup()  # create the MLflow store first: a one-off cost, not per job
-    ray.init(address="local", num_cpus=cores, include_dashboard=False, _node_ip_address="127.0.0.1")
+    start_local_ray(num_cpus=cores)
     t0 = time.perf_counter()
     run_encode(EncodeConfig(model=args.model, corpus=str(corpus), output_dir=str(tmp / "out"),
                             batch_size=args.batch_size, max_length=args.max_length, num_actors=cores,

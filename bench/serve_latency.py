@@ -128,6 +128,7 @@ def main() -> None:
     from ray import serve
 
     from rayrag.data.jsonl import read_jsonl
+    from rayrag.ray_utils import start_local_ray
     from rayrag.serve.app import build
     from rayrag.serve.config import Auth, ServeConfig
     from rayrag.serve.local import start
@@ -149,8 +150,7 @@ def main() -> None:
         try:
             # log_to_driver=False: echoing every replica log line into this client process would
             # bill the client's terminal to Serve (a deployment's logs stay in its files).
-            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1",
-                     log_to_driver=False)
+            start_local_ray(num_cpus=os.cpu_count(), log_to_driver=False)
             break
         except Exception as e:
             if "timed out during startup" not in str(e) or attempt == 2:

@@ -115,6 +115,7 @@ def main() -> None:
     from ray import serve
 
     from rayrag.data.jsonl import read_jsonl
+    from rayrag.ray_utils import start_local_ray
     from rayrag.serve.config import Auth, ServeConfig
     from rayrag.serve.local import start
 
@@ -123,8 +124,7 @@ def main() -> None:
     cfg = ServeConfig(index=args.index, auth=Auth(api_key_env=None))  # open: the bench measures serving
     results: dict = {"machine": f"{os.cpu_count()} CPUs", "index": args.index, "requests": args.requests,
                      "concurrency": args.concurrency}
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1",
-             log_to_driver=False)
+    start_local_ray(num_cpus=os.cpu_count(), log_to_driver=False)
     try:
         url = start(cfg, port=args.port)
         concurrent(url, bodies[:64], concurrency=8)  # first calls pay one-off set-up

@@ -67,6 +67,7 @@ def main() -> None:
     from rayrag.data.beir import load_queries
     from rayrag.index.build import IndexConfig, run_index
     from rayrag.index.faiss_index import FaissParams
+    from rayrag.ray_utils import start_local_ray
     from rayrag.serve import ray_env
     from rayrag.serve.app import build
     from rayrag.serve.config import ServeConfig
@@ -86,7 +87,7 @@ def main() -> None:
         variants = {"one-corpus": dict(passages=False), "one-mmap": {}, "4-shards": dict(shards=4)}
         for name, kw in variants.items():
             run_index(IndexConfig(embeddings=str(tmp / "enc"), output_dir=str(tmp / name), faiss=flat, **kw))
-        ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+        start_local_ray(num_cpus=2)
         answers = {}
         try:
             serve.start(http_options={"host": "127.0.0.1", "port": 8123})

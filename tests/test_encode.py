@@ -33,7 +33,9 @@ def small_corpus(tmp_path_factory, data_dir):
 def ray_local():
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    from rayrag.ray_utils import start_local_ray
+
+    start_local_ray(num_cpus=2)
     yield
     ray.shutdown()
 

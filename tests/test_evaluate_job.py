@@ -77,7 +77,9 @@ def test_job_reuses_a_running_ray_and_leaves_it_running(tmp_path, data_dir):
     from rayrag.eval.job import EvaluateConfig
     from rayrag.eval.job import run_evaluate
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    from rayrag.ray_utils import start_local_ray
+
+    start_local_ray(num_cpus=2)
     try:
         cfg = EvaluateConfig(data_dir=str(data_dir), output_dir=str(tmp_path / "o"), retrievers=["bm25"])
         result = run_evaluate(cfg)

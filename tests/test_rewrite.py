@@ -17,7 +17,9 @@ from rayrag.errors import ConfigError, DataError, RayragError
 def ray_local():
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    from rayrag.ray_utils import start_local_ray
+
+    start_local_ray(num_cpus=2)
     yield
     ray.shutdown()
 

@@ -72,9 +72,11 @@ def _init_ray(attempts: int = 3):
     always enough, so a start that timed out is retried."""
     import ray
 
+    from rayrag.ray_utils import start_local_ray
+
     for i in range(attempts):
         try:
-            return ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+            return start_local_ray(num_cpus=2)
         except Exception as e:
             if "timed out during startup" not in str(e) or i == attempts - 1:
                 raise

@@ -38,7 +38,11 @@ def test_serve_deploy_of_the_repo_config_to_a_ray_start_cluster(tmp_path, data_d
     env.pop("RAY_ADDRESS", None)
     head = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}",
                              "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-                             "--include-dashboard=true", "--num-cpus=2", "--disable-usage-stats"],
+                             "--include-dashboard=true", "--num-cpus=2", "--disable-usage-stats",
+                             # port 0: a free one; the default may be another Ray's on this machine
+                             # (the quickstart's beside the suite), and then the agent waits 3.3 s
+                             # for it and runs without its HTTP server (rayrag/ray_utils.py)
+                             "--dashboard-agent-listen-port=0"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_http(f"http://127.0.0.1:{dash}/api/version", head, timeout=180,

@@ -23,7 +23,9 @@ CONVERSATIONS, DISTRACTORS, MAX_LEN = 6, 60, 128  # tiny_bert has 128 positions
 def ray_local():
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    from rayrag.ray_utils import start_local_ray
+
+    start_local_ray(num_cpus=2)
     yield
     ray.shutdown()
 

@@ -1,6 +1,7 @@
 """Connecting to Ray the same way locally and under ``ray job submit``."""
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Iterator
 
@@ -23,14 +24,62 @@ def init_ray(num_cpus: int | None = None, dashboard: bool = False) -> bool:
     if os.environ.get("RAY_ADDRESS"):
         ray.init()
     else:
-        _loopback_only()
-        # address="local": always a fresh instance, never silently attaching to a `ray start`
-        # cluster on this machine (set RAY_ADDRESS=auto, or use `ray job submit`, for that).
-        extra = {"dashboard_host": "127.0.0.1", "dashboard_port": _free_port()} if dashboard else {}
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, _node_ip_address="127.0.0.1",
-                 **extra)
+        start_local_ray(num_cpus, dashboard)
     stop_on_sigterm()
     return True
+
+
+def start_local_ray(num_cpus: int | None = None, dashboard: bool = False, **init_kwargs):
+    """Start a private Ray on 127.0.0.1 and connect to it (``init_ray``'s local case; the tests
+    and benchmarks call it directly). ``init_kwargs`` go to ``ray.init`` (``log_to_driver``).
+
+    ``address="local"``: always a fresh instance, never silently attaching to a `ray start`
+    cluster on this machine (set RAY_ADDRESS=auto, or use `ray job submit`, for that).
+    """
+    import ray
+
+    _loopback_only()
+    extra = {"dashboard_host": "127.0.0.1", "dashboard_port": _free_port()} if dashboard else {}
+    with _agent_on_a_free_port():
+        return ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
+                        _node_ip_address="127.0.0.1", **extra, **init_kwargs)
+
+
+@contextlib.contextmanager
+def _agent_on_a_free_port() -> Iterator[None]:
+    """Inside: a local Ray that ``ray.init`` starts gives its dashboard agent a free HTTP port.
+
+    Every Ray node runs a dashboard agent (with or without the dashboard) whose HTTP server
+    asks for port 52365 unless told otherwise, and Ray 2.60's ``ray.init`` has no argument
+    for it (``ray start`` has ``--dashboard-agent-listen-port``). With another Ray already on
+    the machine (a ``serve run`` in a second terminal; the test suite beside the quickstart)
+    the agent retries that bind six times over 3.3 s, gives up on its HTTP server, and
+    ``ray.init`` waits for it: measured 6.6 s to start against 2.5-3.5 s alone
+    (ray-project/ray#14763). Port 0 lets the agent bind a free port and report it, which
+    ``dashboard/agent.py`` supports; the class ``ray.init`` builds its parameters from is
+    swapped for one with that default during this call only. If a later Ray moves that class,
+    nothing is swapped and Ray starts as before (tests/test_ray_utils.py notices).
+    """
+    try:
+        from ray._private import parameter
+    except ImportError:
+        yield
+        return
+    original = getattr(parameter, "RayParams", None)
+    if original is None:
+        yield
+        return
+
+    class _FreeAgentPort(original):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("dashboard_agent_listen_port", 0)
+            super().__init__(*args, **kwargs)
+
+    parameter.RayParams = _FreeAgentPort
+    try:
+        yield
+    finally:
+        parameter.RayParams = original
 
 
 def rows_in_this_thread(ds) -> Iterator[dict]:
