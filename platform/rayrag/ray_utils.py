@@ -6,6 +6,22 @@ import os
 from typing import Iterator
 
 
+# glibc allocator settings for Ray workers that run torch models on CPU (the encode job's
+# actors). By default glibc gives each thread its own arena, whose heaps hold at most 64 MB, and
+# serves larger blocks (or any above its mmap threshold) with a fresh mmap() that free() unmaps.
+# Every batch's large tensors (MiniLM's FFN activations, 64 x 256 x 1536 floats = 100 MB;
+# SPLADE's vocabulary logits, up to 16 texts x 256 tokens x 30,522 = 500 MB) then arrive as new
+# pages that the kernel faults in and zeroes. One arena, no mmap below 1 GiB and no trimming let
+# the next batch reuse the freed blocks. Measured on 2 cores, one torch thread outside the main
+# thread as in a Ray actor: MiniLM on 64 SciFact abstracts 5.18 -> 4.61-4.69 s a batch,
+# SPLADE-tiny on 32 abstracts 1.63 -> 1.28-1.33 s; the vectors are bit-identical (the same
+# kernels; only where the memory comes from changes). The cost: a worker keeps its peak memory
+# between batches instead of handing it back. glibc reads these once at start, so they go into
+# the worker's environment; elsewhere (musl, macOS) they are ignored.
+CPU_WORKER_MALLOC_ENV = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": str(1 << 30),
+                         "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
+
+
 def init_ray(num_cpus: int | None = None, dashboard: bool = False) -> bool:
     """Join the cluster in ``RAY_ADDRESS`` (set by ``ray job submit``; ``auto`` finds a local
     ``ray start`` cluster) or start a private local one.

@@ -101,7 +101,7 @@ def run_encode(cfg: EncodeConfig) -> dict:
     from tqdm.auto import tqdm
 
     from .. import tracking
-    from ..ray_utils import init_ray, rows_in_this_thread
+    from ..ray_utils import CPU_WORKER_MALLOC_ENV, init_ray, rows_in_this_thread
     from .actor import ShardEncoder
 
     corpus = _corpus_path(cfg)
@@ -134,6 +134,8 @@ def run_encode(cfg: EncodeConfig) -> dict:
                     ShardEncoder, batch_size=1, batch_format="numpy",
                     compute=ray.data.ActorPoolStrategy(size=min(cfg.num_actors, len(pending))),
                     num_cpus=cfg.cpus_per_actor, num_gpus=cfg.gpus_per_actor or None,
+                    # merged with the job's runtime_env (a submitted job keeps its working dir)
+                    **({} if cfg.gpus_per_actor else {"runtime_env": {"env_vars": CPU_WORKER_MALLOC_ENV}}),
                     fn_constructor_kwargs=dict(model=cfg.model, kind=model["kind"], out=str(out),
                                                batch_size=cfg.batch_size, max_length=cfg.max_length,
                                                threads=threads, sparse_top_k=cfg.sparse_top_k))
