@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .shards import ShardSpec, read_shard
-from .store import write_dense_shard, write_sparse_shard
+from .store import finished_shard, write_dense_shard, write_sparse_shard
 
 
 class ShardEncoder:
@@ -41,6 +41,11 @@ class ShardEncoder:
             self.encoder = SpladeEncoder(model, max_length=max_length or 256, top_k=sparse_top_k)
 
     def encode_shard(self, spec: ShardSpec) -> dict:
+        # A retried shard whose first attempt committed before its node or actor was lost (Ray
+        # Data never got the answer) is kept, not encoded again: the sidecar is the commit point.
+        done = finished_shard(self.out, spec.index, spec.count)
+        if done is not None:
+            return done
         docs = list(read_shard(spec))
         ids = [d for d, _ in docs]
         texts = [t for _, t in docs]
