@@ -79,8 +79,7 @@ def _agent_on_a_free_port() -> Iterator[None]:
     try:
         from ray._private import parameter
     except ImportError:
-        yield
-        return
+        parameter = None
     original = getattr(parameter, "RayParams", None)
     if original is None:
         yield
