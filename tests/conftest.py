@@ -22,6 +22,11 @@ os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
 # test_train_engine.py took 73.5 s against 94.2 s, with the same CPU (108 core-s against 113).
 # Tests only: a real run lasts hours and polling 10 times a second buys it nothing.
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+# Ray Train 2.60 starts a PreemptionWatcher actor for every worker group: one more Python
+# process (importing ray.train, about 1.5 CPU-s here) per run, to notice cloud spot
+# preemptions. A test machine is never preempted: test_train_engine.py took 129 and 126
+# core-s without it against 139 and 135 with it. Tests only: on a real cluster it stays on.
+os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 # `ray start --block` answers SIGTERM by draining its node for up to 30 s (Ray 2.60's default
 # RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S) before it stops: on Kubernetes, time for Serve to move
 # traffic to other nodes. A test cluster has no other node to drain to, so each teardown sat out
@@ -71,18 +76,29 @@ SLOW_FIRST = ("test_quickstart", "test_cluster", "test_encode", "test_serve", "t
 def pytest_collection_modifyitems(session, config, items):
     """The quickstart's test goes last: it waits on the quickstart, which runs beside everything
     before it (tests/quickstart_run.py), so the suite never stalls on it while other tests remain.
-    BEFORE_QUICKSTART goes first. Under xdist the slowest files go first instead (SLOW_FIRST)."""
+    BEFORE_QUICKSTART goes first. The modules that share a Ray (``ray_local``) run one after
+    another, from where the first of them stood. Under xdist the slowest files go first instead
+    (SLOW_FIRST). Sorts are stable: tests keep their order within a file."""
     from tests import quickstart_run
 
+    _ray_modules.update(_module(item) for item in items if "ray_local" in item.fixturenames)
     if quickstart_run.xdist_worker():
         def rank(item) -> int:
             module = _module(item)
             return SLOW_FIRST.index(module) if module in SLOW_FIRST else len(SLOW_FIRST)
 
-        items.sort(key=rank)  # stable: tests keep their order within a file
-    elif quickstart_run.background():
-        # stable: tests keep their order otherwise
-        items.sort(key=lambda item: 2 if item.nodeid == quickstart_run.NODE_ID else 0 if _before_quickstart(item) else 1)
+        items.sort(key=rank)
+        return
+    first: dict[str, int] = {}
+    for i, item in enumerate(items):
+        first.setdefault(_group(item), i)
+
+    def phase(item) -> int:
+        if not quickstart_run.background():
+            return 0
+        return 2 if item.nodeid == quickstart_run.NODE_ID else 0 if _before_quickstart(item) else 1
+
+    items.sort(key=lambda item: (phase(item), first[_group(item)]))
 
 
 # The two-node cluster on 2 cores is the test most sensitive to CPU contention (health checks,
@@ -95,6 +111,12 @@ BEFORE_QUICKSTART = ("test_cluster",)
 
 def _module(item) -> str:
     return Path(str(item.path)).stem
+
+
+def _group(item) -> str:
+    """The modules that share a Ray (``ray_local``) sort as one."""
+    module = _module(item)
+    return "ray_local" if module in _ray_modules else module
 
 
 def _before_quickstart(item) -> bool:
@@ -147,16 +169,40 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
+# The modules with a test that uses ``ray_local`` (filled at collection). They run one after
+# another and share one Ray: each local Ray costs about 6 CPU-s to start and stop, and its
+# workers import torch again (about 2.5 CPU-s each), while the same driver's idle workers are
+# reused from one module to the next.
+_ray_modules: set[str] = set()
+_shared_ray_started = False
+
+
 @pytest.fixture(scope="module")
 def ray_local():
-    """A private local Ray (2 CPUs, dashboard for Ray Train's State API) for one test module."""
+    """A private local Ray (2 CPUs, dashboard for Ray Train's State API), shared by the modules
+    that use it: started by the first, stopped after the last test of the run of such modules
+    (``pytest_runtest_teardown``). A Ray already running here (a test's own) is used as it is."""
+    global _shared_ray_started
     import ray
 
     from rayrag.ray_utils import init_ray
 
-    init_ray(num_cpus=2, dashboard=True)
+    if not ray.is_initialized():
+        _shared_ray_started = init_ray(num_cpus=2, dashboard=True)
     yield
-    ray.shutdown()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Stop the shared Ray once the next test is not in a module that uses it (after this test's
+    module-scoped fixtures are gone, which may still hold its actors)."""
+    global _shared_ray_started
+    yield
+    if _shared_ray_started and (nextitem is None or _module(nextitem) not in _ray_modules):
+        import ray
+
+        ray.shutdown()
+        _shared_ray_started = False
 
 
 def write_training_examples(data_dir: Path, path: Path, n_queries: int, n_negatives: int,

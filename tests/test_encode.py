@@ -29,17 +29,6 @@ def small_corpus(tmp_path_factory, data_dir):
     return path
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    from rayrag.ray_utils import start_local_ray
-
-    start_local_ray(num_cpus=2)
-    yield
-    ray.shutdown()
-
-
 def test_shard_plan_covers_every_document_once(small_corpus):
     plan = plan_shards(small_corpus, 64)
     assert plan.num_docs == 300 and [s.count for s in plan.shards] == [64, 64, 64, 64, 44]

@@ -13,17 +13,6 @@ from rayrag.datagen.rewriters import PROMPT, clean_rewrite, prompt_text
 from rayrag.errors import ConfigError, DataError, RayragError
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    from rayrag.ray_utils import start_local_ray
-
-    start_local_ray(num_cpus=2)
-    yield
-    ray.shutdown()
-
-
 @pytest.mark.parametrize("raw, clean", [
     ('Rewritten question: "What is X?"', "What is X?"),
     ("\n Standalone question:\nWhat is Y?\nand more", "What is Y?"),

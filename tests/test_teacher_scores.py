@@ -19,17 +19,6 @@ KEYS = {"query_id", "conversation_id", "domain", "query", "docs", "positives", "
 CONVERSATIONS, DISTRACTORS, MAX_LEN = 6, 60, 128  # tiny_bert has 128 positions
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    from rayrag.ray_utils import start_local_ray
-
-    start_local_ray(num_cpus=2)
-    yield
-    ray.shutdown()
-
-
 def _slice_dataset(src: Path, dst: Path) -> None:
     """Six govt conversations (all their turns) and a pool of their positives plus distractors;
     the other domains' tasks as published (folds are dealt over every domain's conversations)."""

@@ -220,17 +220,6 @@ def test_train_sparse_refuses_a_beir_holdout(tmp_path, tiny_mlm, disco_files):
         prepare_data(_cfg(tmp_path, tiny_mlm, disco_files[0], "holdout=dev"))
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    from rayrag.ray_utils import init_ray
-
-    init_ray(num_cpus=2, dashboard=True)
-    yield
-    ray.shutdown()
-
-
 def test_two_worker_zero2_disco_run_matches_plain_pytorch(ray_local, tmp_path, tiny_mlm, disco_files):
     """FLOPS over both workers' queries, the frozen side and held-out conversations, end to end."""
     from safetensors.torch import load_file
