@@ -70,27 +70,22 @@ def test_bad_dataset_fails_before_ray_and_writes_nothing(tmp_path):
     assert not out.exists()
 
 
-def test_job_reuses_a_running_ray_and_leaves_it_running(tmp_path, data_dir):
+def test_job_reuses_a_running_ray_and_leaves_it_running(tmp_path, data_dir, ray_local):
     """The path `ray job submit` takes: Ray is already initialised, so the job must not shut it down."""
     import ray
 
     from rayrag.eval.job import EvaluateConfig
     from rayrag.eval.job import run_evaluate
 
-    from rayrag.ray_utils import start_local_ray
-
-    start_local_ray(num_cpus=2)
-    try:
-        cfg = EvaluateConfig(data_dir=str(data_dir), output_dir=str(tmp_path / "o"), retrievers=["bm25"])
-        result = run_evaluate(cfg)
-        assert ray.is_initialized()
-        assert 0.655 <= result["metrics"]["bm25"]["ndcg@10"] <= 0.685
-        assert (tmp_path / "o" / "runs" / "bm25.trec").is_file()
-    finally:
-        ray.shutdown()
+    node = ray.get_runtime_context().get_node_id()
+    cfg = EvaluateConfig(data_dir=str(data_dir), output_dir=str(tmp_path / "o"), retrievers=["bm25"])
+    result = run_evaluate(cfg)
+    assert ray.is_initialized() and ray.get_runtime_context().get_node_id() == node
+    assert 0.655 <= result["metrics"]["bm25"]["ndcg@10"] <= 0.685
+    assert (tmp_path / "o" / "runs" / "bm25.trec").is_file()
 
 
-def test_rerank_reorders_the_top_by_the_rerankers_scores(tmp_path, data_dir, tiny_reranker):
+def test_rerank_reorders_the_top_by_the_rerankers_scores(tmp_path, data_dir, tiny_reranker, ray_local):
     from rayrag.config import load_config
     from rayrag.data import load_beir
     from rayrag.eval.job import EvaluateConfig
@@ -140,7 +135,7 @@ def test_bad_rerank_settings_fail_before_ray(tmp_path):
         load_config(EvaluateConfig, None, ["rerank_interpolate=[0.5]"])
 
 
-def test_retriever_options_and_paired_tests_by_query(tmp_path, data_dir):
+def test_retriever_options_and_paired_tests_by_query(tmp_path, data_dir, ray_local):
     """Per-label options reach their retriever alone; each pair's p is the paired randomization test
     on the per-query scores of the run files written (each query its own unit)."""
     from rayrag.config import load_config

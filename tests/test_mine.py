@@ -29,7 +29,7 @@ def test_bad_mine_config(overrides, message):
         from_dict(MineConfig, overrides)
 
 
-def test_mine_scifact_train_with_bm25_and_a_teacher(tmp_path, data_dir, tiny_bert):
+def test_mine_scifact_train_with_bm25_and_a_teacher(tmp_path, data_dir, tiny_bert, ray_local):
     out = tmp_path / "ex.jsonl"
     stats = run_mine(MineConfig(data_dir=str(data_dir), output=str(out), depth=50, num_negatives=8,
                                 teacher=f"dense:{tiny_bert}", cpus=1))

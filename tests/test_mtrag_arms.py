@@ -63,7 +63,7 @@ def _cfg(setup, tiny_bert, **kw):
     return MtragEvalConfig(**{**base, **kw})
 
 
-def test_every_arm_gives_figures_and_each_turn_meets_its_fold_model(setup, tiny_bert):
+def test_every_arm_gives_figures_and_each_turn_meets_its_fold_model(setup, tiny_bert, ray_local):
     from rayrag.models.sparse import SpladeEncoder
     from rayrag.search.indexed import IndexRetriever
 

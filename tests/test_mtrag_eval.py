@@ -30,7 +30,7 @@ def _slice(data_dir, tmp_path, conversations=2, distractors=200):
     return root, [t for t in turns if t.conversation_id in convs]
 
 
-def test_mtrag_eval_end_to_end(tmp_path, data_dir, tiny_bert):
+def test_mtrag_eval_end_to_end(tmp_path, data_dir, tiny_bert, ray_local):
     root, turns = _slice(data_dir, tmp_path)
     out = tmp_path / "out"
     cfg = MtragEvalConfig(dataset=str(root), output_dir=str(out), domains=["govt"], max_conversations=2,
