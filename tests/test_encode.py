@@ -84,8 +84,9 @@ def test_dense_encode_equals_plain_encoding(tmp_path, small_corpus, tiny_bert, r
 
 
 def test_sparse_encode(tmp_path, small_corpus, ray_local):
+    # 64 tokens a passage: SPLADE's [tokens, 30k] vocabulary projection is the cost (a quarter of 256's)
     cfg = EncodeConfig(model="splade-tiny", corpus=str(small_corpus), output_dir=str(tmp_path / "s"),
-                       docs_per_shard=100, batch_size=16, num_actors=1, sparse_top_k=64)
+                       docs_per_shard=100, batch_size=16, num_actors=1, sparse_top_k=64, max_length=64)
     m = run_encode(cfg)
     assert (m["count"], m["dim"], m["kind"]) == (300, 30522, "sparse")
     ids, mat = read_sparse(tmp_path / "s")
@@ -199,14 +200,17 @@ def test_splade_through_the_inverted_index_equals_exact_splade(tmp_path, small_c
     from rayrag.data.beir import load_corpus
     from rayrag.index.build import IndexConfig, run_index
     from rayrag.search import build_retriever
+    from rayrag.search.options import RetrieverOptions
 
+    # passages cut at 64 tokens on both sides (the cost is SPLADE's [tokens, 30k] projection);
+    # SciFact's claims are shorter than that, so queries encode alike whatever the limit
     run_encode(EncodeConfig(model="splade-tiny", corpus=str(small_corpus), output_dir=str(tmp_path / "s"),
-                            docs_per_shard=100, batch_size=16, num_actors=2, sparse_top_k=None))
+                            docs_per_shard=100, batch_size=16, num_actors=2, sparse_top_k=None, max_length=64))
     run_index(IndexConfig(embeddings=str(tmp_path / "s"), output_dir=str(tmp_path / "idx")))
     corpus = load_corpus(small_corpus)
     queries = {str(i): q for i, q in enumerate(
         json.loads(l)["text"] for l in (data_dir / "scifact" / "queries.jsonl").read_text().splitlines()[:40])}
-    exact = build_retriever("splade-tiny")
+    exact = build_retriever("splade-tiny", RetrieverOptions(sparse_max_length=64))
     exact.index(corpus)
     via_index = build_retriever(f"index:{tmp_path / 'idx'}")
     via_index.index(corpus)
