@@ -18,6 +18,10 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
+# RAYRAG_PIP_COMPILE=0: leave out pip's byte-compiling of every installed module (about half of
+# pip's time); Python then compiles only what it imports, on first import, unless
+# PYTHONDONTWRITEBYTECODE is set. The test suite builds its .venv-main this way.
+if [ "${RAYRAG_PIP_COMPILE:-1}" = 0 ]; then pip+=(--no-compile); fi
 # torch comes first and pinned: an unpinned torch (asked for by deepspeed) would pull a
 # multi-GB CUDA build on CPU machines. On GPU machines install a CUDA torch beforehand
 # and set RAYRAG_TORCH_SPEC="" to keep it.

@@ -88,8 +88,12 @@ def start(data_dir: Path, gated: bool = False) -> QuickstartRun:
 
     root = Path(tempfile.mkdtemp(prefix="rayrag-quickstart-"))
     venv = REPO / ".venv-main"  # scripts/setup.sh keeps it between runs; a fresh clone builds it here
-    env = dict(os.environ, RAYRAG_DATA_DIR=str(data_dir), RAYRAG_VENV=str(venv), RAYRAG_HOME=str(root / "home"))
-    for var in ("VIRTUAL_ENV", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
+    # RAYRAG_PIP_COMPILE=0 and bytecode written at import: pip byte-compiles all of every package
+    # (47 of its 99 CPU-s here), while the quickstart imports a small part of them (compiling
+    # that part on first import cost it 24 CPU-s: 725 against 701 with pip's bytecode).
+    env = dict(os.environ, RAYRAG_DATA_DIR=str(data_dir), RAYRAG_VENV=str(venv), RAYRAG_HOME=str(root / "home"),
+               RAYRAG_PIP_COMPILE="0")
+    for var in ("VIRTUAL_ENV", "MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PYTHONDONTWRITEBYTECODE"):
         env.pop(var, None)
     port = free_port()
     with open(root / "stdout.log", "w") as out, open(root / "stderr.log", "w") as err:
