@@ -41,6 +41,17 @@ def test_build_command_prints_the_file():
     assert out.stdout == (REPO / rel).read_text()
 
 
+def test_the_ingress_module_imports_no_torch():
+    """An ingress with its retriever a hop away holds no model: its replicas start without torch."""
+    code = ("import sys; import rayrag.serve.app; from rayrag.errors import UntrainedReranker; "
+            "print(sorted(m for m in ('torch', 'transformers', 'faiss') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]
+    from rayrag.models.reranker import UntrainedReranker as FromModels
+    from rayrag.errors import UntrainedReranker
+    assert FromModels is UntrainedReranker  # one class, whichever import a caller uses
+
+
 def test_overrides_reach_the_deployments(tmp_path):
     from rayrag.serve.serve_yaml import read, serve_config
 

@@ -15,3 +15,8 @@ class DataError(RayragError, ValueError):
 
 class ModelNotFoundError(RayragError, LookupError):
     """A model name resolves to nothing that can be loaded here."""
+
+
+class UntrainedReranker(DataError):
+    """A reranker checkpoint lacks the weights that score pairs: they would be initialised at load
+    time. Here, not beside the loader, so that Serve's ingress can catch it without importing torch."""

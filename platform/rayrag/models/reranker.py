@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..assets import resolve_model
-from ..errors import DataError
+from ..errors import DataError, UntrainedReranker  # noqa: F401 (importable from here too)
 from .pair_scoring import LLM_PROMPT, CrossEncoderScorer, PairScorer, YesNoScorer
 
 META = "rayrag_reranker.json"
@@ -53,10 +53,6 @@ def read_meta(path: str | Path) -> dict:
 
 def write_meta(path: str | Path, kind: str, max_length: int, **extra) -> None:
     (Path(path) / META).write_text(json.dumps({"kind": kind, "max_length": max_length, **extra}, indent=2))
-
-
-class UntrainedReranker(DataError):
-    """The checkpoint lacks the weights that score pairs: they would be initialised at load time."""
 
 
 def _check_trained(model: str, info: dict, allow_untrained: bool) -> None:

@@ -28,7 +28,7 @@ from typing import Any, Callable
 from ray import serve
 
 from ..config import from_dict, to_dict
-from ..models.reranker import UntrainedReranker
+from ..errors import UntrainedReranker
 from .batching import DrainBatcher
 from .config import INDEX_FIELDS, ServeConfig
 from .errors import BadInput, NotReady
