@@ -1,7 +1,9 @@
-"""Helpers for the benchmarks: process-tree memory sampling and corpus replication."""
+"""Helpers for the benchmarks: process-tree memory sampling, corpus replication, the encode benches' arguments."""
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -56,3 +58,21 @@ def replicate_corpus(src: Path, dest: Path, times: int) -> int:
                     out.write(json.dumps(doc) + "\n")
                     n += 1
     return n
+
+
+def encode_arguments(doc: str, docs: int) -> argparse.ArgumentParser:
+    """The encode benches' common flags: data, model, how many SciFact documents, batch and length."""
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("--data-dir", default=os.environ.get("RAYRAG_DATA_DIR", "../shared/datasets"))
+    ap.add_argument("--model", default="minilm")
+    ap.add_argument("--docs", type=int, default=docs, help="first N SciFact documents (5183 = all)")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--max-length", type=int, default=256)
+    return ap
+
+
+def scifact_head(data_dir: str | Path, n: int, dest: Path) -> Path:
+    """The first ``n`` SciFact documents as a corpus file of their own."""
+    lines = (Path(data_dir) / "scifact" / "corpus.jsonl").read_text().splitlines()[:n]
+    dest.write_text("\n".join(lines) + "\n")
+    return dest

@@ -11,7 +11,6 @@ whether both wrote the same shards bit for bit (their sha256). Dense or sparse: 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import encode_arguments, scifact_head  # noqa: E402
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # local Ray on 127.0.0.1 (read at import)
 
 
@@ -30,12 +30,7 @@ def busy_seconds() -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data-dir", default=os.environ.get("RAYRAG_DATA_DIR", "../shared/datasets"))
-    ap.add_argument("--model", default="minilm")
-    ap.add_argument("--docs", type=int, default=1200, help="first N SciFact documents")
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--max-length", type=int, default=256)
+    ap = encode_arguments(__doc__, docs=1200)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     cores = os.cpu_count() or 1
@@ -48,9 +43,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-alloc-"))
     os.environ.setdefault("RAYRAG_HOME", str(tmp / "home"))
-    corpus = tmp / "corpus.jsonl"
-    lines = (Path(args.data_dir) / "scifact" / "corpus.jsonl").read_text().splitlines()[: args.docs]
-    corpus.write_text("\n".join(lines) + "\n")
+    corpus = scifact_head(args.data_dir, args.docs, tmp / "corpus.jsonl")
     shipped = dict(ray_utils.CPU_WORKER_MALLOC_ENV)
 
     tracking.setup()  # the MLflow store's one-off creation, outside every timed job

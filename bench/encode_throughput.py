@@ -9,7 +9,6 @@ and MLflow logging; Ray itself is already running, as it is on a cluster.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -17,16 +16,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import encode_arguments, scifact_head  # noqa: E402
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # local Ray on 127.0.0.1 (read at import)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data-dir", default=os.environ.get("RAYRAG_DATA_DIR", "../shared/datasets"))
-    ap.add_argument("--model", default="minilm")
-    ap.add_argument("--docs", type=int, default=5183, help="first N SciFact documents (5183 = all)")
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--max-length", type=int, default=256)
+    ap = encode_arguments(__doc__, docs=5183)
     args = ap.parse_args()
     cores = os.cpu_count() or 1
 
@@ -40,9 +35,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-encode-"))
     os.environ.setdefault("RAYRAG_HOME", str(tmp / "home"))
-    corpus = tmp / "corpus.jsonl"
-    lines = (Path(args.data_dir) / "scifact" / "corpus.jsonl").read_text().splitlines()[: args.docs]
-    corpus.write_text("\n".join(lines) + "\n")
+    corpus = scifact_head(args.data_dir, args.docs, tmp / "corpus.jsonl")
     texts = [t for s in plan_shards(corpus, 10**9).shards for _, t in read_shard(s)]
 
     torch.set_num_threads(cores)
