@@ -1,6 +1,6 @@
 import pytest
 
-from rayrag.assets import BUILTINS, resolve_model
+from rayrag.assets import BUILTINS, load_tokenizer, resolve_model
 from rayrag.errors import ModelNotFoundError
 
 
@@ -14,11 +14,13 @@ def test_builtin_names_resolve_to_real_weights(name):
     assert cfg.model_type == "bert"
 
 
-def test_smollm2_is_converted_once_to_an_fp32_folder(tmp_path, monkeypatch):
+def test_smollm2_is_converted_once_to_an_fp32_folder_and_its_tokenizer_needs_no_conversion(tmp_path, monkeypatch):
     import torch
     from transformers import AutoModelForCausalLM
 
     monkeypatch.setenv("RAYRAG_CACHE_DIR", str(tmp_path))
+    from_gguf = load_tokenizer("smollm2-135m")  # a job that needs only the tokenizer converts nothing
+    assert not list(tmp_path.iterdir())
     m = resolve_model("smollm2-135m")
     assert m.path.startswith(str(tmp_path)) and m.kind == "causal"
     model = AutoModelForCausalLM.from_pretrained(m.path, dtype=torch.float32)
@@ -26,6 +28,12 @@ def test_smollm2_is_converted_once_to_an_fp32_folder(tmp_path, monkeypatch):
     assert next(model.parameters()).dtype == torch.float32
     assert not [p for p in tmp_path.rglob(".smollm2-*")], "no temp folder left behind"
     assert resolve_model("smollm2-135m").path == m.path  # second call reuses the cache
+    converted = load_tokenizer("smollm2-135m")  # now from the converted folder: the same tokenizer
+    assert converted.name_or_path == m.path
+    assert converted.get_vocab() == from_gguf.get_vocab() and converted.chat_template == from_gguf.chat_template
+    assert [converted.bos_token_id, converted.eos_token_id] == [from_gguf.bos_token_id, from_gguf.eos_token_id]
+    text = "does aspirin reduce stroke risk, a claim"
+    assert converted(text)["input_ids"] == from_gguf(text)["input_ids"]
 
 
 def test_local_folder_resolves(tiny_bert):

@@ -111,9 +111,7 @@ class CotWorker:
     def __init__(self, cfg: dict, corpus_ref: list):
         import ray
         import Stemmer
-        from transformers import AutoTokenizer
-
-        from ..assets import resolve_model
+        from ..assets import load_tokenizer
         from ..config import from_dict
         from ..search.bm25 import BM25Retriever
 
@@ -122,7 +120,7 @@ class CotWorker:
         self.bm25 = BM25Retriever()
         self.bm25.index(self.corpus)
         self.stem = Stemmer.Stemmer("english").stemWord
-        self.tok = AutoTokenizer.from_pretrained(resolve_model(self.cfg.tokenizer).path)
+        self.tok = load_tokenizer(self.cfg.tokenizer)
         self.llm = None
         if self.cfg.teacher == "llm":
             from .cot_llm import KeywordLLM

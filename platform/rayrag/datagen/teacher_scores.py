@@ -136,9 +136,7 @@ def _score_domain(folder: str, model: str, max_length: int, batch_size: int, k: 
 
 
 def _inputs(cfg: TeacherScoresConfig):
-    from transformers import AutoTokenizer
-
-    from ..assets import resolve_model
+    from ..assets import load_tokenizer
     from ..data.locate import dataset_dir
     from ..data.mtrag import load_human_tasks, load_pool
     from .teacher_inputs import check_index, index_model, parse_teacher, read_rewrites, split_conversations, turn_texts
@@ -155,7 +153,7 @@ def _inputs(cfg: TeacherScoresConfig):
     model = index_model(manifests, cfg.model)
     rewrites = {name: (None if path is None else read_rewrites(path, [t.qid for t in turns]))
                 for name, path in map(parse_teacher, cfg.teachers)}
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(model).path)
+    tokenizer = load_tokenizer(model)
     texts, missing = [], {d: 0 for d in cfg.domains}
     for t in turns:
         tt, miss = turn_texts(t, split_of[t.conversation_id], rewrites, set(pools[t.domain]), tokenizer,

@@ -66,9 +66,7 @@ def _is_sparse(spec: str, domains) -> bool:
 
 
 def load_inputs(cfg) -> MtragInputs:
-    from transformers import AutoTokenizer
-
-    from ..assets import resolve_model
+    from ..assets import load_tokenizer, resolve_model
     from ..data.locate import dataset_dir
     from ..search.registry import parse_spec, split_label
     from .mtrag_arms import fold_of_turns, parse_forms, read_rewrites, student_folders
@@ -94,7 +92,7 @@ def load_inputs(cfg) -> MtragInputs:
     if students and not any(sparse.values()):
         raise ConfigError(f"query_forms: {[f.name for f in students]} need a SPLADE retriever (splade:<model> "
                           f"or a sparse index:<folder>) whose documents the student's queries search")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.history_tokenizer).path)
+    tokenizer = load_tokenizer(cfg.history_tokenizer)
     queries: dict[str, dict[str, dict[str, str]]] = {d: {f.name: {} for f in forms} for d in cfg.domains}
     truncated = 0
     for t in turns:

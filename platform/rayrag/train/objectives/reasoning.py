@@ -127,16 +127,14 @@ class ReasoningObjective(Objective):
 
 def check_cots(examples, cfg) -> None:
     """Driver side, before any worker starts: every example has a CoT within the token limit."""
-    from transformers import AutoTokenizer
-
-    from ...assets import resolve_model
+    from ...assets import load_tokenizer
     from ...errors import DataError
 
     missing = [ex.query_id or ex.query[:40] for ex in examples if not (ex.cot or "").strip()]
     if missing:
         raise DataError(f"{cfg.examples}: {len(missing)} example(s) have no 'cot' (first: {missing[:3]}); "
                         f"objective {cfg.objective} trains on a teacher CoT per query: write them with the cot job")
-    tok = AutoTokenizer.from_pretrained(resolve_model(cfg.model).path)
+    tok = load_tokenizer(cfg.model)
     limit = cfg.lrem.max_cot_tokens
     lengths = [len(ids) for ids in tok([ex.cot for ex in examples], add_special_tokens=False)["input_ids"]]
     over = [(ex.query_id, n) for ex, n in zip(examples, lengths) if n > limit]

@@ -83,15 +83,13 @@ class SparseQueryObjective(Objective):
     def prepare_data(cls, cfg: TrainConfig) -> dict:
         """DiSCo examples carry their candidates' texts: no BEIR corpus, no BEIR holdout. Turns of
         conversations in ``disco.eval_examples`` are dropped from training (``held_out_examples``)."""
-        from transformers import AutoTokenizer
-
-        from ...assets import resolve_model
+        from ...assets import load_tokenizer
 
         if cfg.holdout:
             raise ConfigError(f"holdout={cfg.holdout!r} names a BEIR split; DiSCo holds out conversations: set "
                               f"holdout=null and give disco.eval_examples (turns of other conversations)")
         d = cfg.disco
-        tok = AutoTokenizer.from_pretrained(resolve_model(cfg.model).path)
+        tok = load_tokenizer(cfg.model)
 
         def load(path: str, max_candidates):
             # The encoder truncates on the right, which would cut the current turn: drop the
