@@ -289,24 +289,19 @@ def tiny_encoder(tmp_path_factory) -> Path:
     return save_tiny_bert(tmp_path_factory.mktemp("tiny-encoder"), "BertModel", 2, no_dropout=True)
 
 
-def smollm2_tokenizer():
-    """SmolLM2's real tokenizer (vocabulary, special tokens, chat template): all the tests need of
-    it. ``load_tokenizer`` reads it from the shipped GGUF when the weights are not converted (CI's
-    empty cache), so no test pays the conversion but the one that tests it."""
-    from rayrag.assets import load_tokenizer
-
-    return load_tokenizer("smollm2-135m")
-
-
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
     """A 2-layer Llama from a config with SmolLM2's real tokenizer (and chat template)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from rayrag.assets import load_tokenizer
+
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny-llama")
-    tok = smollm2_tokenizer()
+    # the tokenizer alone: read from the shipped GGUF when the weights are not converted (CI's
+    # empty cache), so no test but test_assets' pays the 18 CPU-s conversion
+    tok = load_tokenizer("smollm2-135m")
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=True)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import smollm2_tokenizer, write_training_examples
+from tests.conftest import write_training_examples
 
 from rayrag.config import load_config
 from rayrag.errors import DataError
@@ -37,12 +37,13 @@ def cot_examples(ray_local, mined, data_dir, tmp_path_factory) -> tuple[Path, di
 
 
 def test_cot_job_writes_oracle_keywords_within_the_token_limit(cot_examples, mined, data_dir):
+    from rayrag.assets import load_tokenizer
     from rayrag.data.beir import load_corpus
 
     out, result = cot_examples
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert result["queries"] == 16 and result["kept"] == len(rows) >= 14  # filter=none: all with a keyword
-    tok = smollm2_tokenizer()
+    tok = load_tokenizer("smollm2-135m")  # the cot job's default tokenizer
     corpus = load_corpus(data_dir / "scifact" / "corpus.jsonl")
     for r in rows:
         assert 1 <= len(tok(r["cot"], add_special_tokens=False)["input_ids"]) <= 16

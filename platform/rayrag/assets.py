@@ -61,9 +61,14 @@ def _package_folder(b: Builtin) -> Path:
     return folder
 
 
+def _converted_folder(b: Builtin) -> Path:
+    """Where a GGUF built-in's fp32 HF folder lives once converted."""
+    return cache_dir() / "models" / b.name
+
+
 def _convert_gguf(b: Builtin, src: Path) -> Path:
     """Dequantize the GGUF once into a normal fp32 HF folder; later loads take well under 1 s."""
-    dest = cache_dir() / "models" / b.name
+    dest = _converted_folder(b)
     if (dest / "config.json").is_file():
         return dest
     import torch
@@ -101,7 +106,7 @@ def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
     b = BUILTINS.get(name)
-    if b is not None and b.gguf_file and not (cache_dir() / "models" / b.name / "config.json").is_file():
+    if b is not None and b.gguf_file and not (_converted_folder(b) / "config.json").is_file():
         folder = _package_folder(b)
         if (folder / b.gguf_file).is_file():
             return AutoTokenizer.from_pretrained(folder, gguf_file=b.gguf_file)
