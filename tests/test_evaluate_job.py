@@ -30,6 +30,8 @@ def test_evaluate_job_records_the_same_numbers_everywhere(tmp_path, data_dir, ti
     names = ["bm25", "tiny", f"rrf(bm25,dense:{tiny_bert})"]
     assert (result["dataset"], result["split"], list(result["metrics"])) == ("scifact", "test", names)
     assert result["retrievers"]["tiny"] == f"dense:{tiny_bert}"
+    # the fusion ran in the task of the two it fuses, which encoded the corpus once
+    assert result["tasks"] == [{"retrievers": names, "indexed": ["bm25", f"dense:{tiny_bert}"]}]
     assert 0.655 <= result["metrics"]["bm25"]["ndcg@10"] <= 0.685
     assert "ndcg@10" in proc.stdout and "bm25" in proc.stdout  # the printed table
 
@@ -190,3 +192,44 @@ def test_bad_pairs_and_retriever_options_fail_before_ray(tmp_path):
     # rerank rows can be paired
     cfg = load_config(EvaluateConfig, None, base + ["rerank=minilm", "pairs=[bm25>>rerank vs bm25]"])
     assert cfg.labels() == ["bm25", "bm25>>rerank", "b2", "b2>>rerank"]
+
+
+def test_a_fusion_shares_a_task_with_the_retrievers_it_fuses():
+    from rayrag.eval.job import task_groups
+    from rayrag.search.options import RetrieverOptions
+
+    o, other = RetrieverOptions(), RetrieverOptions(bm25_k1=0.1)
+    quickstart = [("bm25", "bm25"), ("minilm", "index:/flat"), ("minilm+hnsw", "index:/hnsw"),
+                  ("splade", "index:/sparse"), ("hybrid", "hybrid(bm25,index:/flat)"), ("rrf", "rrf(bm25,index:/flat)")]
+    assert task_groups(quickstart, [o] * 6) == [[0, 1, 4, 5], [2], [3]]
+    # without a fusion every retriever keeps a task of its own, even two rows of the same one
+    assert task_groups([("a", "bm25"), ("b", "bm25"), ("c", "minilm")], [o] * 3) == [[0], [1], [2]]
+    # a component is shared only with the same options; nested fusions open up
+    assert task_groups([("a", "bm25"), ("tf", "bm25"), ("h", "hybrid(bm25,minilm)")], [o, other, other]) == [[0], [1, 2]]
+    assert task_groups([("m", "minilm"), ("n", "rrf(bm25,hybrid(splade-tiny,minilm))")], [o, o]) == [[0, 1]]
+
+
+def test_shared_components_are_indexed_once_and_rank_as_when_built_alone(data_dir, tiny_bert):
+    """The task of a group (run here as a plain function) gives every row the run it gets from a
+    retriever built and indexed on its own."""
+    from rayrag.data import load_beir
+    from rayrag.eval.job import _retrieve
+    from rayrag.search.options import RetrieverOptions
+    from rayrag.search.registry import build_retriever
+
+    ds = load_beir(data_dir / "scifact", "test")
+    queries = {q: ds.queries[q] for q in sorted(ds.queries)[:20]}
+    keep = sorted({d for q in queries for d in ds.qrels[q]} | set(sorted(ds.corpus)[:300]))
+    corpus = {d: ds.corpus[d] for d in keep}
+    dense = f"dense:{tiny_bert}"
+    o = RetrieverOptions(batch_size=64, fusion_depth=50)
+    entries = [("h", f"hybrid(bm25,{dense})", o), ("bm25", "bm25", o), ("same", "bm25", o), ("tiny", dense, o),
+               ("r", f"rrf(bm25,{dense})", o)]
+    got = _retrieve(entries, corpus, queries, 20, threads=1)
+    # two components for five rows; the second bm25 row is an object of its own (its stats count apart)
+    assert got["indexed"] == ["bm25", dense, "bm25"]
+    for label, spec, options in entries:
+        alone = build_retriever(spec, options)
+        alone.index(corpus)
+        assert got["rows"][label][0] == alone.search(queries, 20), label
+    assert got["rows"]["h"][1]["index_s"] == pytest.approx(got["rows"]["bm25"][1]["index_s"] + got["rows"]["tiny"][1]["index_s"])

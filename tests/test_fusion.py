@@ -45,3 +45,16 @@ def test_spec_grammar(spec, kind, models):
 def test_bad_specs(spec, message):
     with pytest.raises(ConfigError, match=message):
         parse_spec(spec)
+
+
+def test_a_fused_run_keeps_the_queries_in_the_order_they_came():
+    """Not a set's order, which changes with each process's string hashing (PYTHONHASHSEED)."""
+    import subprocess
+    import sys
+
+    code = ("from rayrag.search.fusion import rrf, weighted_sum\n"
+            "runs = [{f'q{i}': [('d', 1.0)] for i in range(50)}, {'z': [('d', 1.0)]}]\n"
+            "print(list(rrf(runs)) == list(weighted_sum(runs, [0.5, 0.5])) == [f'q{i}' for i in range(50)] + ['z'])")
+    for seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", code], env={"PYTHONHASHSEED": seed}, capture_output=True, text=True)
+        assert out.stdout.strip() == "True", out.stderr[-2000:]

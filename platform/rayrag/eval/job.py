@@ -1,9 +1,10 @@
 """The evaluate job: run retrievers on a BEIR split inside Ray, score them, record everything.
 
 Each retriever indexes the corpus and answers the queries in its own Ray task, so on a
-cluster they run in parallel on different nodes. The driver only loads and validates the
-data (before anything starts), scores runs and writes outputs, so a bad dataset fails in
-seconds and a crash never leaves a partial ``result.json``.
+cluster they run in parallel on different nodes. A fusion shares its task with the retrievers
+it fuses (``task_groups``), so each of its components indexes the corpus once. The driver only
+loads and validates the data (before anything starts), scores runs and writes outputs, so a bad
+dataset fails in seconds and a crash never leaves a partial ``result.json``.
 """
 from __future__ import annotations
 
@@ -127,33 +128,86 @@ class EvaluateConfig:
             raise ConfigError(f"permutations must be >= 1, got {self.permutations}")
 
 
-def _retrieve(label: str, spec: str, options: RetrieverOptions, corpus: dict, queries: dict, depth: int,
-              threads: int, rerank: dict | None = None):
-    """Runs inside a Ray task: index, search (and rerank), and return ``{label: (run, timings, stats)}``
-    (stats: what a retriever reports of its own, e.g. a reasoning embedder's format-valid rate)."""
+def _retrieve(entries: list[tuple[str, str, RetrieverOptions]], corpus: dict, queries: dict, depth: int,
+              threads: int, rerank: dict | None = None) -> dict:
+    """Runs inside a Ray task, for one group of ``(label, spec, options)`` (``task_groups``): build
+    each retriever, index each distinct component once, search (and rerank). Returns
+    ``{"rows": {label: (run, timings, stats)}, "indexed": [component names]}`` (stats: what a
+    retriever reports of its own, e.g. a reasoning embedder's format-valid rate)."""
     import torch
 
-    from ..search.registry import build_retriever
+    from ..search.fusion import FusionRetriever, components
+    from ..search.registry import FUSIONS, build_retriever, leaf_key, parse_spec
 
     torch.set_num_threads(threads)
-    t0 = time.perf_counter()
-    retriever = build_retriever(spec, options)
-    retriever.index(corpus)
-    t1 = time.perf_counter()
-    run = retriever.search(queries, depth)
-    t2 = time.perf_counter()
-    stats = {k: float(v) for k, v in (getattr(retriever, "stats", None) or {}).items()}
-    out = {label: (run, {"index_s": t1 - t0, "search_s": t2 - t1}, stats)}
-    if rerank:
-        from ..models.reranker import load_reranker
-        from ..search.rerank import interpolate, rerank_run
+    shared: dict = {}
+    alone: set = set()
+    built = []
+    for label, spec, options in entries:
+        parsed = parse_spec(spec)
+        key = leaf_key(parsed, options) if parsed.kind not in FUSIONS else None
+        # two rows of the same retriever and options stay two objects: stats count per object
+        built.append((label, build_retriever(spec, options, None if key in alone else shared)))
+        if key is not None:
+            alone.add(key)
+    index_s: dict[int, float] = {}
+    indexed = []
+    for _, retriever in built:
+        for part in components(retriever):
+            if id(part) not in index_s:
+                t0 = time.perf_counter()
+                part.index(corpus)
+                index_s[id(part)] = time.perf_counter() - t0
+                indexed.append(part.name)
+    rows = {}
+    reranker = None
+    # rows of one retriever first: their stats are read before a fusion searches the same object
+    for label, retriever in sorted(built, key=lambda b: isinstance(b[1], FusionRetriever)):
+        t1 = time.perf_counter()
+        run = retriever.search(queries, depth)
+        t2 = time.perf_counter()
+        stats = {k: float(v) for k, v in (getattr(retriever, "stats", None) or {}).items()}
+        own_index_s = sum(index_s[id(part)] for part in components(retriever))
+        rows[label] = (run, {"index_s": own_index_s, "search_s": t2 - t1}, stats)
+        if rerank:
+            from ..models.reranker import load_reranker
+            from ..search.rerank import interpolate, rerank_run
 
-        reranker = load_reranker(rerank["model"], batch_size=rerank["batch_size"])
-        reranked = rerank_run(run, queries, corpus, reranker.score, rerank["depth"])
-        out[f"{label}{RERANK_SUFFIX}"] = (reranked, {"rerank_s": time.perf_counter() - t2}, {})
-        for w in rerank["interpolate"]:
-            out[interpolated_label(label, w)] = (interpolate(run, reranked, rerank["depth"], w), {}, {})
-    return out
+            reranker = reranker or load_reranker(rerank["model"], batch_size=rerank["batch_size"])
+            reranked = rerank_run(run, queries, corpus, reranker.score, rerank["depth"])
+            rows[f"{label}{RERANK_SUFFIX}"] = (reranked, {"rerank_s": time.perf_counter() - t2}, {})
+            for w in rerank["interpolate"]:
+                rows[interpolated_label(label, w)] = (interpolate(run, reranked, rerank["depth"], w), {}, {})
+    return {"rows": rows, "indexed": indexed}
+
+
+def task_groups(entries: list[tuple[str, str]], options: list[RetrieverOptions]) -> list[list[int]]:
+    """Which entries (``(label, spec)``, with their options) run in one Ray task: a fusion and
+    every entry it shares a component with (same spec and options), transitively, so the task
+    indexes that component once (for ``dense:<model>`` that is encoding the corpus). Every other
+    entry has a task of its own, as before, and can run on another node. Lists of entry indexes,
+    in the order the entries came."""
+    from ..search.registry import FUSIONS, leaf_key
+
+    parsed = [parse_spec(spec) for _, spec in entries]
+    keys = [{leaf_key(leaf, o) for leaf in p.leaves()} for p, o in zip(parsed, options)]
+    group = list(range(len(entries)))
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    for i, p in enumerate(parsed):
+        if p.kind not in FUSIONS:
+            continue
+        for j in range(len(entries)):
+            if j != i and keys[i] & keys[j]:
+                group[root(j)] = root(i)
+    out: dict[int, list[int]] = {}
+    for i in range(len(entries)):
+        out.setdefault(root(i), []).append(i)
+    return sorted(out.values())
 
 
 RERANK_SUFFIX = ">>rerank"
@@ -200,11 +254,15 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
         threads = max(1, int(round(cfg.cpus_per_retriever)))
         rerank = {"model": cfg.rerank, "depth": cfg.rerank_depth, "batch_size": cfg.rerank_batch_size,
                   "interpolate": list(cfg.rerank_interpolate)} if cfg.rerank else None
+        options = [cfg.options_for(label) for label, _ in entries]
+        groups = task_groups(entries, options)
         pending = {
-            remote.options(num_cpus=cfg.cpus_per_retriever, name=f"retrieve:{label}").remote(
-                label, spec, cfg.options_for(label), corpus_ref, queries_ref, cfg.depth, threads, rerank): label
-            for label, spec in entries
+            remote.options(num_cpus=cfg.cpus_per_retriever,
+                           name="retrieve:" + " & ".join(entries[i][0] for i in group)).remote(
+                [(*entries[i], options[i]) for i in group], corpus_ref, queries_ref, cfg.depth, threads, rerank): n
+            for n, group in enumerate(groups)
         }
+        tasks: list[dict] = [{"retrievers": [entries[i][0] for i in group]} for group in groups]
         labels = cfg.labels()
         curve_ks = [k for k in (1, 3, 5, 10, 20, 50, 100, 200, 500, 1000) if k <= cfg.depth]
         metrics: dict[str, dict[str, float]] = {}
@@ -216,8 +274,9 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
                               tags={"rayrag.split": cfg.split}) as jr:
             while pending:
                 [done], _ = ray.wait(list(pending), num_returns=1)
-                pending.pop(done)
-                for label, (run, timing, own) in ray.get(done).items():
+                got = ray.get(done)
+                tasks[pending.pop(done)]["indexed"] = got["indexed"]
+                for label, (run, timing, own) in got["rows"].items():
                     metrics[label], per_query[label] = evaluate_scored(dataset.qrels, run, cfg.metrics)
                     curve = evaluate(dataset.qrels, run, [f"recall@{k}" for k in curve_ks])
                     curves[label] = {k: curve[f"recall@{k}"] for k in curve_ks}
@@ -243,6 +302,8 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
                 "num_queries": len(dataset.queries),
                 "num_docs": len(dataset.corpus),
                 "timings_s": {label: timings[label] for label in labels},
+                # one Ray task each; "indexed": the components it indexed, each once (task_groups)
+                "tasks": tasks,
                 "retriever_stats": {label: stats[label] for label in labels if label in stats},
                 "retriever_options": cfg.retriever_options,
                 "significance": significance,

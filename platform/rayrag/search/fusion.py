@@ -13,9 +13,15 @@ from ..data.beir import Document
 from .base import Retriever, Run
 
 
+def _queries(runs: Sequence[Run]) -> list[str]:
+    """Every query of the runs, in the order they first appear: a set's order changes with each
+    process's string hashing, and it is the order a fused run's TREC file is written in."""
+    return list(dict.fromkeys(q for run in runs for q in run))
+
+
 def rrf(runs: Sequence[Run], k: int = 60) -> Run:
     fused: Run = {}
-    for qid in set().union(*runs):
+    for qid in _queries(runs):
         scores: dict[str, float] = {}
         for run in runs:
             for rank, (doc, _) in enumerate(run.get(qid, ()), 1):
@@ -32,7 +38,7 @@ def minmax(values: Sequence[float]) -> list[float]:
 
 def weighted_sum(runs: Sequence[Run], weights: Sequence[float]) -> Run:
     fused: Run = {}
-    for qid in set().union(*runs):
+    for qid in _queries(runs):
         scores: dict[str, float] = {}
         for run, w in zip(runs, weights):
             hits = run.get(qid, ())
@@ -62,3 +68,15 @@ class FusionRetriever(Retriever):
         runs = [p.search(queries, max(k, self.depth)) for p in self.parts]
         fused = rrf(runs, self.rrf_k) if self.method == "rrf" else weighted_sum(runs, self.weights)
         return {q: hits[:k] for q, hits in fused.items()}
+
+
+def components(retriever: Retriever) -> list[Retriever]:
+    """The retrievers that index the corpus for ``retriever``: a fusion's parts (nested fusions
+    opened up, each object once), or the retriever itself."""
+    if not isinstance(retriever, FusionRetriever):
+        return [retriever]
+    seen: dict[int, Retriever] = {}
+    for part in retriever.parts:
+        for leaf in components(part):
+            seen.setdefault(id(leaf), leaf)
+    return list(seen.values())

@@ -13,15 +13,17 @@
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
 
 from ..assets import BUILTINS
-from ..config import split_top_level
+from ..config import split_top_level, to_dict
 from ..errors import ConfigError
 from .base import Retriever
 from .options import RetrieverOptions
 
 ANN_KINDS = ("flat", "hnsw", "ivfpq")
+FUSIONS = ("rrf", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,18 @@ class Spec:
         own = [self.arg] if self.kind in ("dense", "splade") else []
         return own + [m for p in self.parts for m in p.models()]
 
+    def leaves(self) -> list["Spec"]:
+        """The component retrievers a fusion is made of (each once, first-seen order); itself otherwise."""
+        if self.kind not in FUSIONS:
+            return [self]
+        return list(dict.fromkeys(leaf for p in self.parts for leaf in p.leaves()))
+
+
+def leaf_key(spec: Spec, options: RetrieverOptions) -> tuple[Spec, str]:
+    """What makes two component retrievers the same: the spec and every option (a subset of the
+    options would do, but a retriever shared by mistake would silently change results)."""
+    return spec, json.dumps(to_dict(options), sort_keys=True)
+
 
 def retriever_names() -> list[str]:
     return ["bm25", "minilm", "splade-tiny", "dense:<model>", "splade:<model>", "<dense>+hnsw|ivfpq|flat",
@@ -43,7 +57,7 @@ def retriever_names() -> list[str]:
 
 def parse_spec(spec: str) -> Spec:
     s = spec.strip()
-    for fusion in ("rrf", "hybrid"):
+    for fusion in FUSIONS:
         if s.startswith(fusion + "(") and s.endswith(")"):
             parts = tuple(parse_spec(p) for p in split_top_level(s[len(fusion) + 1:-1]))
             if len(parts) < 2:
@@ -80,11 +94,20 @@ def validate_spec(entry: str) -> Spec:
     return parse_spec(split_label(entry)[1])
 
 
-def build_retriever(spec: str, options: RetrieverOptions | None = None) -> Retriever:
-    return _build(parse_spec(spec), spec.strip(), options or RetrieverOptions())
+def build_retriever(spec: str, options: RetrieverOptions | None = None, shared: dict | None = None) -> Retriever:
+    """The retriever for ``spec``. ``shared`` (a dict kept by the caller across calls) holds the
+    component retrievers built so far: a component with the same spec and options (``leaf_key``)
+    is reused, not built again, so a fusion and its parts can be indexed once
+    (``fusion.components``)."""
+    return _build(parse_spec(spec), spec.strip(), options or RetrieverOptions(), shared)
 
 
-def _build(s: Spec, name: str, o: RetrieverOptions) -> Retriever:
+def _build(s: Spec, name: str, o: RetrieverOptions, shared: dict | None = None) -> Retriever:
+    if s.kind not in FUSIONS and shared is not None:
+        key = leaf_key(s, o)
+        if key not in shared:
+            shared[key] = _build(s, name, o)
+        return shared[key]
     if s.kind == "bm25":
         from .bm25 import BM25Retriever
 
@@ -117,7 +140,7 @@ def _build(s: Spec, name: str, o: RetrieverOptions) -> Retriever:
                               shard_actor_cpus=o.shard_actor_cpus if o.shard_actors else None)
     from .fusion import FusionRetriever
 
-    parts = [_build(p, _name(p), o) for p in s.parts]
+    parts = [_build(p, _name(p), o, shared) for p in s.parts]
     return FusionRetriever(parts, "rrf" if s.kind == "rrf" else "wsum", name, rrf_k=o.rrf_k,
                            weights=o.fusion_weights, depth=o.fusion_depth)
 
@@ -125,7 +148,7 @@ def _build(s: Spec, name: str, o: RetrieverOptions) -> Retriever:
 def _name(s: Spec) -> str:
     if s.kind == "bm25":
         return "bm25"
-    if s.kind in ("rrf", "hybrid"):
+    if s.kind in FUSIONS:
         return f"{s.kind}({','.join(_name(p) for p in s.parts)})"
     base = s.arg if s.arg in BUILTINS else f"{s.kind}:{s.arg}"
     return base + (f"+{s.ann}" if s.ann else "")
