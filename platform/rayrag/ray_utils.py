@@ -55,6 +55,10 @@ def start_local_ray(num_cpus: int | None = None, dashboard: bool = False, **init
     import ray
 
     _loopback_only()
+    # One node that nothing preempts: Ray Train's preemption watcher (an actor process per
+    # training run, polling node states every 5 s, about 1.3 CPU-s here) has nothing to watch.
+    # The controller reads this from its environment, which a local Ray inherits from ours.
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     extra = {"dashboard_host": "127.0.0.1", "dashboard_port": _free_port()} if dashboard else {}
     with _agent_on_a_free_port():
         return ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
