@@ -38,10 +38,12 @@ def test_two_worker_zero2_matches_single_process(ray_local, tmp_path, tiny_encod
                "group_size=3", "max_steps=3", "lr=1e-3", "warmup_ratio=0.3")
     assert_trained_like(run_train(cfg), cfg, plain_pytorch_run(cfg, 3), tiny_encoder)
     # a local Ray (ray_utils.start_local_ray) is one node: no preemption watcher was started
+    import ray
     from ray.util.state import list_actors
 
-    assert list_actors(filters=[("class_name", "=", "TrainController")])  # the query sees Train's actors
-    assert not list_actors(filters=[("class_name", "=", "PreemptionWatcher")])
+    ours = ray.get_runtime_context().gcs_address  # not any other Ray on this machine (the quickstart's)
+    assert list_actors(ours, filters=[("class_name", "=", "TrainController")])  # the query sees Train's actors
+    assert not list_actors(ours, filters=[("class_name", "=", "PreemptionWatcher")])
 
 
 def test_killed_worker_resumes_to_the_uninterrupted_run(ray_local, tmp_path, tiny_encoder, examples, data_dir):
