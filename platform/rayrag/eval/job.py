@@ -159,8 +159,12 @@ def _retrieve(entries: list[tuple[str, str, RetrieverOptions]], corpus: dict, qu
                 part.index(corpus)
                 index_s[id(part)] = time.perf_counter() - t0
                 indexed.append(part.name)
+    if rerank:  # one reranker for the group's rows
+        from ..models.reranker import load_reranker
+        from ..search.rerank import interpolate, rerank_run
+
+        reranker = load_reranker(rerank["model"], batch_size=rerank["batch_size"])
     rows = {}
-    reranker = None
     # rows of one retriever first: their stats are read before a fusion searches the same object
     for label, retriever in sorted(built, key=lambda b: isinstance(b[1], FusionRetriever)):
         t1 = time.perf_counter()
@@ -170,10 +174,6 @@ def _retrieve(entries: list[tuple[str, str, RetrieverOptions]], corpus: dict, qu
         own_index_s = sum(index_s[id(part)] for part in components(retriever))
         rows[label] = (run, {"index_s": own_index_s, "search_s": t2 - t1}, stats)
         if rerank:
-            from ..models.reranker import load_reranker
-            from ..search.rerank import interpolate, rerank_run
-
-            reranker = reranker or load_reranker(rerank["model"], batch_size=rerank["batch_size"])
             reranked = rerank_run(run, queries, corpus, reranker.score, rerank["depth"])
             rows[f"{label}{RERANK_SUFFIX}"] = (reranked, {"rerank_s": time.perf_counter() - t2}, {})
             for w in rerank["interpolate"]:
