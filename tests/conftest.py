@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -43,6 +42,7 @@ os.environ.setdefault("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "0")
 os.environ.setdefault("RAY_worker_niceness", "0")
 # Every Ray the tests start (ray.init, `ray start`, submitted jobs) runs Serve with the settings
 # `jobs.serve run` and the k8s ConfigMap give it, so the tests exercise what ships.
+from rayrag.ray_utils import free_port  # noqa: E402,F401  (tests import it from here)
 from rayrag.serve import ray_env  # noqa: E402
 
 ray_env.apply()
@@ -249,12 +249,6 @@ def load_bench(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def save_tiny_bert(folder: Path, model_class: str, num_hidden_layers: int, no_dropout: bool = False) -> Path:

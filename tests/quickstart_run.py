@@ -30,7 +30,6 @@ TIMEOUT_S = 2700
 class QuickstartRun:
     proc: subprocess.Popen
     root: Path  # holds qs/ (its --output-dir), home/ (RAYRAG_HOME), the two logs and the gate
-    port: int
     venv: Path
     gate_open: bool = False  # a run started ungated is open from the start
 
@@ -84,8 +83,6 @@ def start(data_dir: Path, gated: bool = False) -> QuickstartRun:
     if _run is not None:
         _run.open_gate()
         return _run
-    from tests.conftest import free_port
-
     root = Path(tempfile.mkdtemp(prefix="rayrag-quickstart-"))
     venv = REPO / ".venv-main"  # scripts/setup.sh keeps it between runs; a fresh clone builds it here
     # RAYRAG_PIP_COMPILE=0 and bytecode written at import: pip byte-compiles all of every package
@@ -95,12 +92,13 @@ def start(data_dir: Path, gated: bool = False) -> QuickstartRun:
                RAYRAG_PIP_COMPILE="0")
     for var in ("VIRTUAL_ENV", "MLFLOW_TRACKING_URI", "RAY_ADDRESS", "PYTHONDONTWRITEBYTECODE"):
         env.pop(var, None)
-    port = free_port()
     with open(root / "stdout.log", "w") as out, open(root / "stderr.log", "w") as err:
         nice = ["nice", "-n", "19"] if background() else []  # execs: the PID stays the group leader's
         # scripts/quickstart.sh runs scripts/setup.sh itself (a no-op once the gated set-up built it)
+        # serve_port=0: Serve gets a port found free when it starts serving, some 20 minutes
+        # from now; one found free here had been taken by then once (a CI run lost that way)
         quickstart = ["bash", "scripts/quickstart.sh", "--output-dir", str(root / "qs"), "keep_serving=false",
-                      f"serve_port={port}"]
+                      "serve_port=0"]
         if gated:
             quickstart = ["bash", "-c", 'bash scripts/setup.sh && until [ -e "$0" ]; do sleep 0.5; done && exec "$@"',
                           str(root / "gate"), *quickstart]
@@ -115,7 +113,7 @@ def start(data_dir: Path, gated: bool = False) -> QuickstartRun:
         # keeps the quickstart off it (test_shutdown.py: 89 s beside two nice-19 burners against
         # 64-71 s alone; 65 s once its job shared the session). Tests start theirs with process_group=0
         # (a group of its own, for killpg, in our session); test_quickstart.py holds them to it.
-    _run = QuickstartRun(proc, root, port, venv, gate_open=not gated)
+    _run = QuickstartRun(proc, root, venv, gate_open=not gated)
     return _run
 
 

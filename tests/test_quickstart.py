@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_quickstart_reproduces_published_numbers(data_dir):
     qs = quickstart_run.start(data_dir)  # or joins the run conftest.py started beside the suite
     returncode, stdout, stderr = qs.wait()
-    out, venv, port = qs.out, qs.venv, qs.port
+    out, venv = qs.out, qs.venv
     assert returncode == 0, stdout[-2000:] + stderr[-3000:]
     # that venv has the main dependencies only: none of the test extra
     for test_only in ("pytest", "pytrec_eval", "openai", "deptry"):
@@ -54,6 +54,7 @@ def test_quickstart_reproduces_published_numbers(data_dir):
     assert stdout.rstrip().endswith("docs/SERVE.md"), stdout[-500:]
     # it ends by serving the Flat index: a sample answer over HTTP and a curl line to paste
     served = stdout.split("[quickstart] 5/5 serve", 1)[1]
+    port = int(served.split("POST http://127.0.0.1:", 1)[1].split("/", 1)[0])  # serve_port=0: any free one
     assert f"curl -s http://127.0.0.1:{port}/search -H 'Content-Type: application/json' -d " in served
     assert "no reranker is served" in served  # nothing untrained is served
     corpus_ids = {json.loads(line)["_id"] for line in (data_dir / "scifact" / "corpus.jsonl").open()}
@@ -70,6 +71,16 @@ def test_quickstart_reproduces_published_numbers(data_dir):
     assert index_manifest["model_version"] == encode_manifest["model_version"]
     assert encode_manifest["count"] == 5183
     qs.cleanup()
+
+
+@pytest.mark.parametrize("port", [-1, 65536])
+def test_a_serve_port_that_is_no_tcp_port_is_refused(port):
+    from rayrag.errors import ConfigError
+    from rayrag.quickstart import QuickstartConfig
+
+    QuickstartConfig(serve_port=0).validate()  # 0: any free port, picked when serving starts
+    with pytest.raises(ConfigError, match="serve_port must be a TCP port"):
+        QuickstartConfig(serve_port=port).validate()
 
 
 def _readme_table() -> dict[str, tuple[float, float]]:

@@ -33,7 +33,7 @@ class QuickstartConfig:
     num_actors: int = 2
     experiment: str = "rayrag"
     serve: bool = True  # end by serving the Flat index over HTTP
-    serve_port: int = 8000
+    serve_port: int = 8000  # 0: any free loopback port, picked when serving starts
     serve_query: str = "Vitamin D deficiency is linked to bone fractures."
     keep_serving: bool | None = None  # None: until Ctrl-C when run from a terminal, else stop after the sample
 
@@ -42,8 +42,8 @@ class QuickstartConfig:
             raise ConfigError("output_dir must not be empty")
         if self.num_actors < 1:
             raise ConfigError(f"num_actors must be >= 1, got {self.num_actors}")
-        if not 0 < self.serve_port < 65536:
-            raise ConfigError(f"serve_port must be a TCP port, got {self.serve_port}")
+        if not 0 <= self.serve_port < 65536:
+            raise ConfigError(f"serve_port must be a TCP port, or 0 for any free one, got {self.serve_port}")
 
 
 def run_quickstart(cfg: QuickstartConfig) -> dict:
@@ -105,13 +105,16 @@ def _serve(cfg: QuickstartConfig, index: Path) -> dict:
     """Deploy the Serve app on this Ray, answer one query over HTTP, print a curl line to paste."""
     import httpx
 
+    from .ray_utils import free_port
     from .serve.config import Auth, ServeConfig
     from .serve.local import curl_line, start
 
     # No reranker: only a trained one is ever served (train one, then serve it from the registry:
     # docs/SERVE.md). Loopback and no key: only this machine can reach it.
     scfg = ServeConfig(index=str(index.resolve()), reranker=None, auth=Auth(api_key_env=None))
-    url = start(scfg, port=cfg.serve_port)
+    # Port 0 is picked here, seconds before Serve binds it, not when the quickstart was launched:
+    # a port found free minutes earlier may by now be another process's (CI lost a run that way).
+    url = start(scfg, port=cfg.serve_port or free_port())
     r = httpx.post(f"{url}/search", json={"query": cfg.serve_query, "k": 3}, timeout=60)
     r.raise_for_status()
     hits = r.json()["results"]

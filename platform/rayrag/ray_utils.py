@@ -59,7 +59,7 @@ def start_local_ray(num_cpus: int | None = None, dashboard: bool = False, **init
     # training run, polling node states every 5 s, about 1.3 CPU-s here) has nothing to watch.
     # The controller reads this from its environment, which a local Ray inherits from ours.
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-    extra = {"dashboard_host": "127.0.0.1", "dashboard_port": _free_port()} if dashboard else {}
+    extra = {"dashboard_host": "127.0.0.1", "dashboard_port": free_port()} if dashboard else {}
     with _agent_on_a_free_port():
         return ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
                         _node_ip_address="127.0.0.1", **extra, **init_kwargs)
@@ -146,7 +146,8 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, _raise)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback TCP port that is free now: bind it at once, since later it may be taken."""
     import socket
 
     with socket.socket() as s:
