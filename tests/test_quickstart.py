@@ -83,6 +83,22 @@ def test_a_serve_port_that_is_no_tcp_port_is_refused(port):
         QuickstartConfig(serve_port=port).validate()
 
 
+def test_a_busy_serve_port_is_refused_before_any_work(data_dir, tmp_path):
+    import socket
+
+    from rayrag.errors import ConfigError
+    from rayrag.quickstart import QuickstartConfig, run_quickstart
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        cfg = QuickstartConfig(data_dir=str(data_dir), output_dir=str(tmp_path / "qs"), serve_port=port)
+        with pytest.raises(ConfigError, match=f"serve_port {port} on 127.0.0.1 is in use.*serve_port=0"):
+            run_quickstart(cfg)
+    assert not (tmp_path / "qs").exists()  # refused before the first step wrote anything
+
+
 def _readme_table() -> dict[str, tuple[float, float]]:
     """The quickstart's figures as README.md publishes them: retriever -> (nDCG@10, Recall@100)."""
     text = (REPO / "README.md").read_text().split("## What the quickstart does", 1)[1].split("\n## ", 1)[0]
