@@ -106,11 +106,14 @@ def server(artifacts):
         open_cfg = _cfg(artifacts["index"], reranker=str(artifacts["reranker"]), reranker_name="tiny-reranker",
                         model_name="tiny-embed", admission=ADMISSION,
                         retriever={**SMALL, "autoscaling": {"min_replicas": 1, "max_replicas": 2}})
-        serve.run(build(open_cfg), name="open", route_prefix="/")
-        serve.run(build(_cfg(artifacts["index"], auth={"api_key_env": KEY_ENV})), name="secure",
-                  route_prefix="/secure")
-        serve.run(build(_student_cfg(artifacts)), name="student", route_prefix="/student")
-        serve.run(build(_reason_cfg(artifacts)), name="reason", route_prefix="/reason")
+        # one call deploys all four, so their replicas start together (alone: 33-38 s of set-up
+        # against 40-42 s for four serve.run calls, each waiting for its app to run)
+        serve.run_many([
+            serve.RunTarget(build(open_cfg), name="open", route_prefix="/"),
+            serve.RunTarget(build(_cfg(artifacts["index"], auth={"api_key_env": KEY_ENV})), name="secure",
+                            route_prefix="/secure"),
+            serve.RunTarget(build(_student_cfg(artifacts)), name="student", route_prefix="/student"),
+            serve.RunTarget(build(_reason_cfg(artifacts)), name="reason", route_prefix="/reason")])
         wait_ready(url, 300)
         wait_ready(f"{url}/reason", 300)
         wait_ready(f"{url}/secure", 300)
