@@ -107,16 +107,13 @@ def _serve(cfg: QuickstartConfig, index: Path) -> dict:
     """Deploy the Serve app on this Ray, answer one query over HTTP, print a curl line to paste."""
     import httpx
 
-    from .ray_utils import free_port
     from .serve.config import Auth, ServeConfig
     from .serve.local import curl_line, start
 
     # No reranker: only a trained one is ever served (train one, then serve it from the registry:
     # docs/SERVE.md). Loopback and no key: only this machine can reach it.
     scfg = ServeConfig(index=str(index.resolve()), reranker=None, auth=Auth(api_key_env=None))
-    # Port 0 is picked here, seconds before Serve binds it, not when the quickstart was launched:
-    # a port found free minutes earlier may by now be another process's (CI lost a run that way).
-    url = start(scfg, port=cfg.serve_port or free_port())
+    url = start(scfg, port=cfg.serve_port)  # 0: start() picks a free port as it binds
     r = httpx.post(f"{url}/search", json={"query": cfg.serve_query, "k": 3}, timeout=60)
     r.raise_for_status()
     hits = r.json()["results"]

@@ -13,15 +13,19 @@ APP_NAME = "rayrag"
 
 def start(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8000, timeout_s: float = 600) -> str:
     """Deploy ``cfg`` with HTTP on ``host:port``; returns the base URL once /readyz says ready.
+    ``port`` 0: a free one, picked here, seconds before Serve binds it (one picked minutes
+    earlier may be another process's by then).
 
     An open API on a non-loopback address is refused here, before anything is deployed."""
     from ray import serve
 
+    from ..ray_utils import free_port
     from .app import build
     from .auth import check_exposure, load_key
 
     key = load_key(cfg.auth)
     check_exposure(cfg.auth, key, host)
+    port = port or free_port()
     serve.start(http_options={"host": host, "port": port})
     serve.run(build(cfg), name=APP_NAME, route_prefix="/")
     url = f"http://{_client_host(host)}:{port}"
