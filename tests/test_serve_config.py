@@ -135,6 +135,44 @@ def test_register_adds_the_serve_command():
     assert (args.func, args.port, args.overrides) == (cmd_run, 9000, ["index=/x", "retriever.num_replicas=2"])
 
 
+@pytest.mark.parametrize("flag, from_file, any_free, port", [
+    (None, 8000, True, 8000), (9000, 8000, True, 9000), (0, 8000, True, 0), (None, 8000, False, 8000)])
+def test_the_http_port_is_the_flag_0_included_else_the_files(flag, from_file, any_free, port):
+    from rayrag.serve.cli import _port
+
+    assert _port(flag, from_file, any_free) == port
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--port", "-1"], r"HTTP port must be in \[0, 65535\] \(0: any free port\), got -1"),
+    (["run", "--port", "65536"], r"HTTP port must be in \[0, 65535\]"),
+    # a written config file needs the port its clients will use, not "any"
+    (["build", "--port", "0"], r"HTTP port must be in \[1, 65535\], got 0"),
+])
+def test_a_port_that_is_no_tcp_port_is_refused(argv, message, capsys):
+    from rayrag.serve.cli import main
+
+    assert main(["serve", *argv, "--config", str(REPO / "jobs/configs/serve/scifact.yaml")]) == 2
+    assert __import__("re").search(message, capsys.readouterr().err)
+
+
+def test_serve_run_on_a_port_in_use_stops_before_ray_starts():
+    import os
+    import socket
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RAYRAG_API_KEY", "RAY_ADDRESS")}
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "jobs.serve", "run", "--config", "jobs/configs/serve/scifact.yaml",
+                               "--port", str(port), "--no-block"], cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"HTTP port {port} on 127.0.0.1 is in use" in proc.stderr and "--port 0 for any free port" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Started a local Ray instance" not in proc.stdout + proc.stderr
+
+
 def test_api_key_sources(tmp_path, monkeypatch):
     from rayrag.serve.auth import KeyCheck, load_key
     from rayrag.serve.config import Auth

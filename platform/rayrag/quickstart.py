@@ -53,11 +53,12 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     from .encode.pipeline import run_encode
     from .eval.job import run_evaluate
     from .index.build import run_index
-    from .ray_utils import init_ray
+    from .ray_utils import check_port_free, init_ray
 
     load_beir(dataset_dir(cfg.dataset, cfg.data_dir), cfg.split)  # bad data fails before any work
     if cfg.serve and cfg.serve_port:
-        _check_port_free(cfg.serve_port)  # and so does a busy port, not after minutes of encoding
+        # and so does a busy port, not after minutes of encoding
+        check_port_free("127.0.0.1", cfg.serve_port, "serve_port", "serve_port=0")
     out = Path(cfg.output_dir)
     common = dict(dataset=cfg.dataset, data_dir=cfg.data_dir, num_actors=cfg.num_actors, experiment=cfg.experiment)
     keep = cfg.serve and _keep_serving(cfg)
@@ -123,19 +124,6 @@ def _serve(cfg: QuickstartConfig, index: Path) -> dict:
     line = curl_line(url, cfg.serve_query, k=3)
     print(f"\n  {line}\n  API: {url}/docs  (embeddings: {url}/v1/embeddings; no reranker is served)", flush=True)
     return {"url": url, "query": cfg.serve_query, "results": [h["id"] for h in hits], "curl": line}
-
-
-def _check_port_free(port: int) -> None:
-    import socket
-
-    with socket.socket() as s:
-        # as uvicorn binds (SO_REUSEADDR): a port only in TIME_WAIT is free to it, a listener is not
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError as e:
-            raise ConfigError(f"serve_port {port} on 127.0.0.1 is in use ({e.strerror}): stop what holds it, "
-                              f"pass another, or serve_port=0 for any free port") from None
 
 
 def _keep_serving(cfg: QuickstartConfig) -> bool:

@@ -155,6 +155,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def check_port_free(host: str, port: int, setting: str, zero: str) -> None:
+    """Refuse a fixed HTTP port that something holds, before any work starts (a server that
+    binds it only after minutes of work would fail then). ``setting`` names where the port came
+    from and ``zero`` how to ask for any free port, so the error says what to change.
+
+    The bind sets SO_REUSEADDR, as uvicorn (Serve's proxy) does: a port whose last connection is
+    only in TIME_WAIT is free to it, a listening socket is not."""
+    import socket
+
+    from .errors import ConfigError
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise ConfigError(f"{setting} {port} on {host} is in use ({e.strerror}): stop what holds it, "
+                              f"pass another, or {zero} for any free port") from None
+
+
 def _loopback_only() -> None:
     """Keep a local Ray on 127.0.0.1.
 

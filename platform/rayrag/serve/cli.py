@@ -37,8 +37,22 @@ def register(subparsers) -> argparse.ArgumentParser:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=DEFAULT_CONFIG, help=f"Serve config YAML (default {DEFAULT_CONFIG})")
     p.add_argument("--host", help="HTTP host (default: the file's http_options, 127.0.0.1)")
-    p.add_argument("--port", type=int, help="HTTP port (default: the file's http_options, 8000)")
+    p.add_argument("--port", type=int, help="HTTP port (default: the file's http_options, 8000; "
+                                            "with run, 0 for any free port)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. index=out/idx retriever.num_replicas=2")
+
+
+def _port(flag: int | None, from_file: int, any_free: bool) -> int:
+    """--port when given (0 included), else the file's; 0 (any free port, picked as Serve binds)
+    only where this command binds it: a config file needs the port its clients will use."""
+    from ..errors import ConfigError
+
+    port = from_file if flag is None else flag
+    low = 0 if any_free else 1
+    if not low <= port < 65536:
+        raise ConfigError(f"HTTP port must be in [{low}, 65535]{' (0: any free port)' if any_free else ''}, "
+                          f"got {port}")
+    return port
 
 
 def cmd_build(args) -> int:
@@ -47,7 +61,7 @@ def cmd_build(args) -> int:
 
     doc, cfg = read(args.config, args.overrides)
     host, port = http_options(doc)
-    text = render(cfg, args.output or args.config, args.host or host, args.port or port)
+    text = render(cfg, args.output or args.config, args.host or host, _port(args.port, port, any_free=False))
     if args.output:
         atomic_write_text(args.output, text)
         print(f"wrote {args.output}", file=sys.stderr)
@@ -61,7 +75,7 @@ def cmd_run(args) -> int:
     import ray
     from ray import serve
 
-    from ..ray_utils import init_ray
+    from ..ray_utils import check_port_free, init_ray
     from .local import curl_line, start
     from .serve_yaml import http_options, read
 
@@ -70,15 +84,17 @@ def cmd_run(args) -> int:
 
     doc, cfg = read(args.config, args.overrides)
     host, port = http_options(doc)
-    host, port = args.host or host, args.port or port
+    host, port = args.host or host, _port(args.port, port, any_free=True)
     key = load_key(cfg.auth)
     check_exposure(cfg.auth, key, host)  # before Ray starts: an open API stays on loopback
     if not os.environ.get("RAY_ADDRESS"):  # a Ray this command starts gets Serve's settings (ray_env.py);
         ray_env.apply()                    # a cluster's own are set where it starts (k8s: rayrag-env)
+        if port:  # Serve binds here, so a port in use is refused now, not after Ray and the replicas start
+            check_port_free(host, port, "HTTP port", "--port 0")
     started = init_ray()
     try:
-        print(f"[serve] deploying {cfg.index} (reranker: {cfg.reranker or 'none'}) on http://{host}:{port}",
-              flush=True)
+        where = f"http://{host}:{port}" if port else f"{host}, on a free port"
+        print(f"[serve] deploying {cfg.index} (reranker: {cfg.reranker or 'none'}) on {where}", flush=True)
         url = start(cfg, host, port)
         headers = {"Authorization": f"Bearer {key.decode()}"} if key else {}
         r = httpx.post(f"{url}/search", json={"query": args.query, "k": 3}, headers=headers, timeout=60)
