@@ -148,6 +148,44 @@ def test_grpo_hard_candidates_are_the_next_mined_negatives(tmp_path, tiny_llama,
     assert "c_ids" not in plain.collate([plain.group(data["examples"][0], 0, 0, text)])
 
 
+def test_grpo_corpus_cache_is_refreshed_on_schedule_and_leaves_out_the_batch(tmp_path, tiny_llama, cot_examples,
+                                                                            data_dir):
+    obj, model = _objective(tmp_path, tiny_llama, cot_examples[0], data_dir, "objective=lrem-grpo",
+                            "lrem.corpus_cache=12", "lrem.cache_refresh_steps=2")
+    data = obj.prepare_data(obj.cfg)
+    obj.attach(data)
+    text = data["text"]
+    groups = [obj.group(ex, i, 0, text) for i, ex in enumerate(data["examples"][:2])]
+    batch = obj.collate(groups)
+    in_batch = {obj.pool_at[t] for g in groups for t in g.docs}
+    assert batch["d_pool"].tolist() == [obj.pool_at[t] for g in groups for t in g.docs]
+
+    first = obj._cached_candidates(batch, torch.device("cpu"))
+    rows = obj.cache_rows.tolist()
+    assert len(rows) == 12 and len(set(rows)) == 12
+    assert first.shape[0] == 12 - len(in_batch & set(rows))  # the batch's own items left out
+    # the cached rows are the passages' embeddings under the weights at the refresh
+    fresh = obj.rm.embed(obj.rm.items([obj.pool[i] for i in rows]))
+    assert torch.allclose(obj.cache, torch.from_numpy(fresh), atol=1e-5)
+
+    with torch.no_grad():  # weights move; within the refresh window the cache stays as it was
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    obj.micro = 1
+    assert torch.equal(obj._cached_candidates(batch, torch.device("cpu")), first)
+    obj.micro = 2  # the next refresh: other passages, embedded with the moved weights
+    obj._cached_candidates(batch, torch.device("cpu"))
+    assert obj.cache_rows.tolist() != rows
+    moved = obj.rm.embed(obj.rm.items([obj.pool[i] for i in obj.cache_rows.tolist()]))
+    assert torch.allclose(obj.cache, torch.from_numpy(moved), atol=1e-5)
+    obj.epoch, obj.micro = 1, 0  # a new epoch refreshes too; the same key gives the same rows (resume)
+    obj._cached_candidates(batch, torch.device("cpu"))
+    again = obj.cache_rows.tolist()
+    obj.cache_key = None
+    obj._cached_candidates(batch, torch.device("cpu"))
+    assert obj.cache_rows.tolist() == again
+
+
 def _objective(tmp_path, model, examples, data_dir, *overrides):
     from rayrag.train.objectives import make_objective
 
@@ -256,6 +294,12 @@ def test_bad_reasoning_input_gets_a_clear_error(tmp_path, tiny_llama, mined, dat
 
     assert main(["train-reasoning", f"examples={mined}", "objective=lrem-grpo", "lrem.num_samples=1"]) == 2
     assert main(["train-reasoning", f"examples={mined}", "objective=lrem-grpo", "lrem.hard_candidates=-1"]) == 2
+    assert main(["train-reasoning", f"examples={mined}", "objective=lrem-grpo", "lrem.corpus_cache=-1"]) == 2
+    assert main(["train-reasoning", f"examples={mined}", "objective=lrem-grpo", "lrem.corpus_cache=64",
+                 "lrem.cache_refresh_steps=0"]) == 2
+    # a checkpoint between refreshes: a resume would re-embed the cache with other weights
+    assert main(["train-reasoning", f"examples={mined}", "objective=lrem-grpo", "lrem.corpus_cache=64",
+                 "lrem.cache_refresh_steps=10", "checkpoint_every=15"]) == 2
     assert main(["train-dense", f"examples={mined}", "objective=lrem-sft"]) == 2  # the wrong job
 
 

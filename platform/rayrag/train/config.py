@@ -98,6 +98,11 @@ class LremConfig:
     # and each query's next mined negatives (among the first negatives_from_top, not in its
     # group): candidates as hard as its own negatives, which random passages rarely are
     hard_candidates: int = 0
+    # and this many corpus passages embedded once every cache_refresh_steps optimizer steps (and
+    # at each epoch's start) with the current weights: a pool near the corpus's size at the cost
+    # of a few per-step draws, its embeddings at most cache_refresh_steps steps stale
+    corpus_cache: int = 0
+    cache_refresh_steps: int = 20
     reward_weights: dict[str, float] = field(default_factory=lambda: {"format": 0.5, "length": 0.2, "acc": 1.0})
     sample_log_every_epochs: int = 1  # a text artifact of sampled CoTs every n epochs
 
@@ -106,7 +111,7 @@ class LremConfig:
             raise ConfigError(f"lrem: need 1 <= max_cot_tokens <= max_new_tokens, got {self.max_cot_tokens}, "
                               f"{self.max_new_tokens}")
         for name in ("sft_weight", "infonce_weight", "pg_weight", "rl_infonce_weight", "corpus_candidates",
-                     "hard_candidates"):
+                     "hard_candidates", "corpus_cache"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"lrem.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.thought_dropout < 1:
@@ -120,6 +125,8 @@ class LremConfig:
             raise ConfigError(f"lrem.reward_weights needs format, length and acc, each >= 0; got {self.reward_weights}")
         if self.sample_log_every_epochs < 1:
             raise ConfigError("lrem.sample_log_every_epochs must be >= 1")
+        if self.cache_refresh_steps < 1:
+            raise ConfigError(f"lrem.cache_refresh_steps must be >= 1, got {self.cache_refresh_steps}")
 
 
 @dataclass
@@ -235,3 +242,9 @@ class TrainConfig:
             raise ConfigError("eval.every_epochs and eval.rerank_depth must be >= 1")
         if not self.output_dir:
             raise ConfigError("output_dir must not be empty")
+        if self.lrem.corpus_cache and self.checkpoint_every % self.lrem.cache_refresh_steps:
+            # a resume re-embeds the cache with the checkpoint's weights: the same cache as the
+            # uninterrupted run only when the checkpoint falls on a refresh
+            raise ConfigError(f"checkpoint_every ({self.checkpoint_every}) must be a multiple of "
+                              f"lrem.cache_refresh_steps ({self.lrem.cache_refresh_steps}) when lrem.corpus_cache "
+                              f"is on, so that a resumed run re-embeds the same cache")

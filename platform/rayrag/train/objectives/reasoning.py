@@ -209,6 +209,8 @@ class GrpoObjective(ReasoningObjective):
         hard = [t for g in groups for t in g.candidates]
         if hard:
             batch["c_ids"], batch["c_mask"] = _cpu(self.rm.pad(self.rm.items(hard)))
+        if self.cfg.lrem.corpus_cache:  # the batch's items by place in the pool, kept out of the cache's rows
+            batch["d_pool"] = torch.tensor([self.pool_at.get(t, -1) for g in groups for t in (*g.docs, *g.candidates)])
         return batch
 
     def loss(self, engine, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -233,7 +235,8 @@ class GrpoObjective(ReasoningObjective):
         with torch.no_grad():
             hard = (self.rm.forward(batch["c_ids"], batch["c_mask"], engine)[1] if "c_ids" in batch
                     else d.new_zeros((0, d.shape[1])))
-            cands = torch.cat([d.detach(), self._corpus_candidates(seed, d.device), hard])
+            cands = torch.cat([d.detach(), self._corpus_candidates(seed, d.device), hard,
+                               self._cached_candidates(batch, d.device)])
             scores = q.detach() @ cands.T  # [Q*G, N]
             own = (torch.arange(Q * G, device=q.device) // G) * g
             rank_ = 1 + (scores > scores.gather(1, own[:, None])).sum(1)
@@ -277,9 +280,32 @@ class GrpoObjective(ReasoningObjective):
         picks = [self.pool[i] for i in rng.choice(len(self.pool), size=min(n, len(self.pool)), replace=False)]
         return torch.from_numpy(self.rm.embed(self.rm.items(picks))).to(device)
 
+    def _cached_candidates(self, batch, device) -> torch.Tensor:
+        """``lrem.corpus_cache`` passages embedded without gradient at the epoch's start and every
+        ``cache_refresh_steps`` optimizer steps after, less the batch's own items (their fresh
+        copies are candidates already; a stale copy of the positive would compete with itself).
+
+        Keyed by (epoch, step in the epoch // refresh): a run resumed at a checkpoint on a refresh
+        (epoch ends, or ``checkpoint_every`` a multiple of the refresh) embeds the same passages
+        with the same weights as the uninterrupted run."""
+        lrem = self.cfg.lrem
+        if not lrem.corpus_cache or not self.pool:
+            return torch.zeros((0, self.rm.dim), device=device)
+        key = (self.epoch, self.micro // self.cfg.grad_accum // lrem.cache_refresh_steps)
+        if self.cache_key != key:
+            rng = np.random.default_rng([self.cfg.seed, *key, 5])
+            rows = np.sort(rng.choice(len(self.pool), size=min(lrem.corpus_cache, len(self.pool)), replace=False))
+            with eval_mode(self.rm.model):
+                emb = self.rm.embed(self.rm.items([self.pool[i] for i in rows]))
+            self.cache, self.cache_rows, self.cache_key = torch.from_numpy(emb), torch.from_numpy(rows), key
+        keep = ~torch.isin(self.cache_rows, batch["d_pool"])
+        return self.cache[keep].to(device)
+
     def attach(self, data: dict) -> None:
         super().attach(data)
         self.pool = list(data.get("text", {}).values())
+        self.pool_at = {t: i for i, t in enumerate(self.pool)}
+        self.cache_key, self.cache, self.cache_rows = None, None, None
 
 
 def _token_logp(logits: torch.Tensor, ids: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
