@@ -162,6 +162,18 @@ def scifact_test(data_dir):
     return load_beir(data_dir / "scifact", "test")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_home(tmp_path_factory):
+    """Session- and module-scoped fixtures run jobs too (mining, CoT examples) before any test's
+    own home exists: they track into a store of this test run, never the user's ~/.rayrag."""
+    home = tmp_path_factory.mktemp("rayrag-home-shared")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RAYRAG_HOME", str(home))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield home
+    mp.undo()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     """Each test tracks into its own embedded MLflow store, never the user's ~/.rayrag."""

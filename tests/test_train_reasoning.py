@@ -36,6 +36,14 @@ def cot_examples(ray_local, mined, data_dir, tmp_path_factory) -> tuple[Path, di
     return out, run_cot(cfg)
 
 
+def test_a_shared_fixtures_job_tracks_into_the_test_runs_store(cot_examples, shared_home):
+    from mlflow import MlflowClient
+
+    run_id = cot_examples[1]["mlflow_run_id"]  # the cot job, run by a module-scoped fixture
+    run = MlflowClient(f"sqlite:///{shared_home / 'mlflow' / 'mlflow.db'}").get_run(run_id)
+    assert run.data.tags["rayrag.job"] == "cot"
+
+
 def test_cot_job_writes_oracle_keywords_within_the_token_limit(cot_examples, mined, data_dir):
     from rayrag.assets import load_tokenizer
     from rayrag.data.beir import load_corpus
