@@ -179,11 +179,6 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     """Each test tracks into its own embedded MLflow store, never the user's ~/.rayrag."""
     monkeypatch.setenv("RAYRAG_HOME", str(tmp_path_factory.mktemp("rayrag-home")))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    yield
-    # mlflow.set_tracking_uri (every job's tracking.setup) also writes MLFLOW_TRACKING_URI into
-    # os.environ, and delenv of an absent variable leaves nothing to undo: without this, the
-    # test's store would outlive it and catch the next module's fixtures' runs
-    os.environ.pop("MLFLOW_TRACKING_URI", None)  # monkeypatch, torn down after, restores a prior value
 
 
 # The modules with a test that uses ``ray_local`` (filled at collection). They run one after

@@ -41,6 +41,13 @@ def test_embedded_sqlite_store_needs_no_server(tmp_path):
     assert list(home.rglob("result.json"))
 
 
+def test_a_job_leaves_the_store_choice_to_rayrag_home(tmp_path, monkeypatch):
+    _log_a_job(tmp_path)  # MLflow writes the uri into os.environ on set_tracking_uri
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    monkeypatch.setenv("RAYRAG_HOME", str(tmp_path / "later"))  # a later job in the same process
+    assert tracking.tracking_uri() == f"sqlite:///{(tmp_path / 'later').resolve() / 'mlflow' / 'mlflow.db'}"
+
+
 def test_failed_job_marks_the_run_failed(tmp_path):
     with pytest.raises(RuntimeError):
         with tracking.job_run("evaluate", {}, experiment="t") as jr:

@@ -42,7 +42,13 @@ def setup(experiment: str = DEFAULT_EXPERIMENT) -> str:
     import mlflow
 
     uri = tracking_uri()
+    given = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
+    if given is None:
+        # MLflow 3 also writes the uri into os.environ; left there, it would outrank RAYRAG_HOME
+        # in every later tracking_uri() of this process (and its children): the first job's
+        # store would catch all the runs that follow, whatever RAYRAG_HOME says then
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
     client = mlflow.MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is not None:
