@@ -174,6 +174,9 @@ def test_bad_pairs_and_retriever_options_fail_before_ray(tmp_path):
     from rayrag.errors import ConfigError
     from rayrag.eval.job import EvaluateConfig
 
+    for retrievers, match in [("[]", "give at least one retriever"), ("[bm25,bm25=bm25]", "duplicate names")]:
+        with pytest.raises(ConfigError, match=match):
+            load_config(EvaluateConfig, None, [f"retrievers={retrievers}"])
     base = ["retrievers=[bm25,b2=bm25]"]
     for extra, match in [
         (["retriever_options={nope: {bm25_k1: 1.0}}"], r"retriever_options: no retriever labelled \['nope'\]"),

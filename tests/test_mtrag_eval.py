@@ -93,6 +93,7 @@ def test_bad_data_fails_before_ray_and_writes_nothing(tmp_path):
     ({"fold_domains": ["govt", "web"]}, r"fold_domains: give distinct values"),
     ({"domains": []}, r"domains: give distinct values"),
     ({"retrievers": ["bm25", "bm25"]}, r"duplicate names"),
+    ({"retrievers": []}, r"give at least one retriever"),
     ({"retrievers": ["bm42"]}, r"unknown retriever 'bm42'"),
     ({"history_max_tokens": 512}, r"exceeds options.sparse_max_length \(256\)"),
     ({"significance_metrics": ["map@100"]}, r"significance_metrics \['map@100'\] must be among metrics"),

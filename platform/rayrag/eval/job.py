@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from ..io import atomic_path, atomic_write_json
 from ..job import Job
 from ..search.options import RetrieverOptions
-from ..search.registry import Spec, parse_spec, split_label, validate_spec
+from ..search.registry import Spec, parse_spec, split_label, unique_labels, validate_spec
 from .metrics import evaluate, evaluate_scored, parse_metric
 from .significance import paired_test_by_query, parse_pair_list
 from .trec import write_run
@@ -78,11 +78,7 @@ class EvaluateConfig:
     def validate(self) -> None:
         from ..search.rerank import check_interpolation_weight
 
-        if not self.retrievers:
-            raise ConfigError("retrievers: give at least one retriever")
-        labels = [split_label(r)[0] for r in self.retrievers]
-        if len(set(labels)) != len(labels):
-            raise ConfigError(f"retrievers: duplicate names in {labels}")
+        labels = unique_labels(self.retrievers)
         for spec in self.retrievers:
             validate_spec(spec)
         if self.depth < 1:

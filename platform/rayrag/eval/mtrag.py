@@ -67,13 +67,9 @@ class MtragEvalConfig:
 
     def validate(self) -> None:
         from ..data.mtrag import DOMAINS
-        from ..search.registry import parse_spec, split_label
+        from ..search.registry import parse_spec, split_label, unique_labels
 
-        if not self.retrievers:
-            raise ConfigError("retrievers: give at least one retriever")
-        labels = [split_label(r)[0] for r in self.retrievers]
-        if len(set(labels)) != len(labels):
-            raise ConfigError(f"retrievers: duplicate names in {labels}")
+        unique_labels(self.retrievers)
         specs = [parse_spec(split_label(r)[1].replace("{domain}", "x")) for r in self.retrievers]
         if self.turns not in TURNS:
             raise ConfigError(f"turns must be one of {list(TURNS)}, got {self.turns!r}")

@@ -90,6 +90,17 @@ def split_label(entry: str) -> tuple[str, str]:
     return label.strip(), spec.strip()
 
 
+def unique_labels(entries: list[str]) -> list[str]:
+    """The labels of a job's ``retrievers`` list, refused when empty or when two share a label
+    (results, runs and paired tests are keyed by it)."""
+    if not entries:
+        raise ConfigError("retrievers: give at least one retriever")
+    labels = [split_label(r)[0] for r in entries]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"retrievers: duplicate names in {labels}")
+    return labels
+
+
 def validate_spec(entry: str) -> Spec:
     return parse_spec(split_label(entry)[1])
 
