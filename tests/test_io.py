@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from rayrag.io import (atomic_dir, atomic_open, atomic_path, atomic_write_bytes, atomic_write_json, sha256_file,
-                       sha256_folder)
+from rayrag.io import (atomic_dir, atomic_open, atomic_path, atomic_write_bytes, atomic_write_json, read_manifest,
+                       sha256_file, sha256_folder)
 
 
 def _umask() -> int:
@@ -128,3 +128,18 @@ def test_the_fault_tests_leftover_check_sees_a_temp_file_and_folder(tmp_path):
         (tmp_dir / "x").write_text("x")
         assert set(temp_leftovers(tmp_path)) == {tmp_file, tmp_dir}
     assert temp_leftovers(tmp_path) == []
+
+
+def test_a_folder_without_a_readable_manifest_is_no_finished_output(tmp_path):
+    from rayrag.encode.store import load_manifest
+    from rayrag.errors import DataError
+    from rayrag.index.store import read_manifest as read_index_manifest
+
+    for read, what in ((load_manifest, "encode output"), (read_index_manifest, "rayrag index")):
+        with pytest.raises(DataError, match=f"is not a finished {what} \\(no manifest.json\\)"):
+            read(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"kind": "dense", ')  # cut off mid-write by hand
+    with pytest.raises(DataError, match="manifest.json: malformed JSON"):
+        read_manifest(tmp_path, "encode output")
+    atomic_write_json(tmp_path / "manifest.json", {"kind": "dense", "count": 3})
+    assert read_manifest(tmp_path, "encode output") == {"kind": "dense", "count": 3}

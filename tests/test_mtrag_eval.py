@@ -98,6 +98,8 @@ def test_bad_data_fails_before_ray_and_writes_nothing(tmp_path):
     ({"history_max_tokens": 512}, r"exceeds options.sparse_max_length \(256\)"),
     ({"significance_metrics": ["map@100"]}, r"significance_metrics \['map@100'\] must be among metrics"),
     ({"depth": 50}, r"recall@100 needs depth >= 100"),
+    ({"depth": 0}, r"depth must be >= 1, got 0"),
+    ({"metrics": ["ndcg"]}, r"metrics: metric 'ndcg' needs a cutoff"),
     ({"max_conversations": 0}, r"max_conversations must be >= 1"),
 ])
 def test_bad_config(kw, message):

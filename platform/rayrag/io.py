@@ -119,3 +119,18 @@ def sha256_folder(folder: str | Path, include: Callable[[Path], bool] = lambda p
             h.update(f.name.encode())
             h.update(sha256_file(f).encode())
     return h.hexdigest()
+
+
+def read_manifest(folder: str | Path, what: str) -> dict:
+    """``folder/manifest.json``, the file a job writes last (so its presence marks a finished
+    output), or a DataError naming ``what`` the folder should have been."""
+    from .errors import DataError
+
+    folder = Path(folder)
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise DataError(f"{folder} is not a finished {what} (no manifest.json)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: malformed JSON ({e.msg})") from None

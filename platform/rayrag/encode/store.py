@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..io import atomic_path, atomic_write_json, sha256_file
+from ..io import atomic_path, atomic_write_json, read_manifest, sha256_file
 
 
 def shard_paths(out: Path, index: int) -> tuple[Path, Path]:
@@ -111,14 +111,7 @@ def clean_temp_files(out: Path) -> None:
 
 
 def load_manifest(folder: str | Path) -> dict:
-    folder = Path(folder)
-    path = folder / "manifest.json"
-    if not path.is_file():
-        raise DataError(f"{folder} is not a finished encode output (no manifest.json)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: malformed JSON ({e.msg})") from None
+    return read_manifest(folder, "encode output")
 
 
 def iter_shards(folder: str | Path, verify: bool = True,

@@ -21,7 +21,7 @@ from ..io import atomic_path, atomic_write_json
 from ..job import Job
 from ..search.options import RetrieverOptions
 from ..search.registry import Spec, parse_spec, split_label, unique_labels, validate_spec
-from .metrics import evaluate, evaluate_scored, parse_metric
+from .metrics import check_metrics, evaluate, evaluate_scored
 from .significance import paired_test_by_query, parse_pair_list
 from .trec import write_run
 
@@ -81,15 +81,7 @@ class EvaluateConfig:
         labels = unique_labels(self.retrievers)
         for spec in self.retrievers:
             validate_spec(spec)
-        if self.depth < 1:
-            raise ConfigError(f"depth must be >= 1, got {self.depth}")
-        for m in self.metrics:
-            try:
-                _, k = parse_metric(m)
-            except ValueError as e:
-                raise ConfigError(f"metrics: {e}") from None
-            if k is not None and k > self.depth:
-                raise ConfigError(f"metrics: {m} needs depth >= {k}, but depth is {self.depth}")
+        check_metrics(self.metrics, self.depth)
         if self.rerank_depth < 1 or self.rerank_batch_size < 1:
             raise ConfigError("rerank_depth and rerank_batch_size must be >= 1")
         for w in self.rerank_interpolate:

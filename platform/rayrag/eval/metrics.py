@@ -35,6 +35,22 @@ def parse_metric(name: str) -> tuple[str, int | None]:
     return kind, k
 
 
+def check_metrics(metrics: Iterable[str], depth: int) -> None:
+    """A job's ``metrics`` against its retrieval ``depth``: each a known metric whose cutoff the
+    run reaches (recall@100 of a top-50 run would silently read as recall@50)."""
+    from ..errors import ConfigError
+
+    if depth < 1:
+        raise ConfigError(f"depth must be >= 1, got {depth}")
+    for m in metrics:
+        try:
+            _, k = parse_metric(m)
+        except ValueError as e:
+            raise ConfigError(f"metrics: {e}") from None
+        if k is not None and k > depth:
+            raise ConfigError(f"metrics: {m} needs depth >= {k}, but depth is {depth}")
+
+
 def trec_order(hits: Iterable[tuple[str, float]] | Mapping[str, float]) -> list[str]:
     items = hits.items() if isinstance(hits, Mapping) else hits
     # (score desc, docid desc): two stable sorts, secondary key first.

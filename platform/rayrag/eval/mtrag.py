@@ -31,7 +31,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..job import Job
 from ..search.options import RetrieverOptions
-from .metrics import parse_metric
+from .metrics import check_metrics
 from .mtrag_arms import PLAIN as FORMS, parse_forms, parse_pairs
 
 TURNS = ("human", "mtragun")
@@ -84,15 +84,7 @@ class MtragEvalConfig:
         per_fold = [f.name for f in forms if f.per_fold]
         if per_fold and self.folds is None:
             raise ConfigError(f"query_forms: {per_fold} have {{fold}} in their folder; set folds (k) as in training")
-        if self.depth < 1:
-            raise ConfigError(f"depth must be >= 1, got {self.depth}")
-        for m in self.metrics + self.significance_metrics:
-            try:
-                _, k = parse_metric(m)
-            except ValueError as e:
-                raise ConfigError(f"metrics: {e}") from None
-            if k is not None and k > self.depth:
-                raise ConfigError(f"metrics: {m} needs depth >= {k}, but depth is {self.depth}")
+        check_metrics(self.metrics + self.significance_metrics, self.depth)
         bad = [m for m in self.significance_metrics if m not in self.metrics]
         if bad:
             raise ConfigError(f"significance_metrics {bad} must be among metrics {self.metrics}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from .. import io
 from ..io import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
 from .passages import PASSAGES_FILE, Passages, PassageStore
 
@@ -79,13 +80,7 @@ def read_ids(folder: Path) -> list[str]:
 
 def read_manifest(folder: Path) -> dict:
     """A saved index's manifest (one index or sharded), or a DataError saying why not."""
-    mpath = folder / "manifest.json"
-    if not mpath.is_file():
-        raise DataError(f"{folder} is not a finished rayrag index (no manifest.json)")
-    try:
-        return json.loads(mpath.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{mpath}: malformed JSON ({e.msg})") from None
+    return io.read_manifest(folder, "rayrag index")
 
 
 def load_index(folder: str | Path, expected_dim: int | None = None,
