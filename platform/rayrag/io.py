@@ -17,6 +17,8 @@ import shutil
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
+from .errors import DataError
+
 
 def _temp_name(dest: Path, suffix: str = "") -> Path:
     # Hidden, unique per writer, and keeps the destination's suffix: some writers (numpy's
@@ -124,8 +126,6 @@ def sha256_folder(folder: str | Path, include: Callable[[Path], bool] = lambda p
 def read_manifest(folder: str | Path, what: str) -> dict:
     """``folder/manifest.json``, the file a job writes last (so its presence marks a finished
     output), or a DataError naming ``what`` the folder should have been."""
-    from .errors import DataError
-
     folder = Path(folder)
     path = folder / "manifest.json"
     if not path.is_file():

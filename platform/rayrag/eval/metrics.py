@@ -18,6 +18,8 @@ import math
 import re
 from typing import Iterable, Mapping
 
+from ..errors import ConfigError
+
 _METRIC = re.compile(r"^(ndcg|recall|mrr|map|precision)(?:@(\d+))?$")
 
 RunLike = Mapping[str, "Iterable[tuple[str, float]] | Mapping[str, float]"]
@@ -38,8 +40,6 @@ def parse_metric(name: str) -> tuple[str, int | None]:
 def check_metrics(metrics: Iterable[str], depth: int) -> None:
     """A job's ``metrics`` against its retrieval ``depth``: each a known metric whose cutoff the
     run reaches (recall@100 of a top-50 run would silently read as recall@50)."""
-    from ..errors import ConfigError
-
     if depth < 1:
         raise ConfigError(f"depth must be >= 1, got {depth}")
     for m in metrics:

@@ -8,14 +8,13 @@ instead of returning wrong neighbours.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from .. import io
 from ..io import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
+from ..io import read_manifest as _read_manifest
 from .passages import PASSAGES_FILE, Passages, PassageStore
 
 INDEX_FILES = {"dense": "index.faiss", "sparse": "postings.npz"}
@@ -80,7 +79,7 @@ def read_ids(folder: Path) -> list[str]:
 
 def read_manifest(folder: Path) -> dict:
     """A saved index's manifest (one index or sharded), or a DataError saying why not."""
-    return io.read_manifest(folder, "rayrag index")
+    return _read_manifest(folder, "rayrag index")
 
 
 def load_index(folder: str | Path, expected_dim: int | None = None,
