@@ -19,7 +19,11 @@ SCRIPT = textwrap.dedent("""
     loss = engine(torch.ones(3, 4)).sum()
     engine.backward(loss)
     engine.step()
-    print("stepped")
+    print("stepped", flush=True)
+    # A script that let DeepSpeed create the process group closes it: left open, gloo's threads
+    # are still running at interpreter exit and the process sometimes aborts (CI, stop 46:
+    # "terminate called without an active exception", rc -6, after "stepped").
+    torch.distributed.destroy_process_group()
 """)
 
 
