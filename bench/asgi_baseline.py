@@ -15,7 +15,7 @@ import argparse
 import os
 
 
-def make_app(index: str, threads: int, model_threads: int):
+def make_app(index: str, threads: int, model_threads: int, query_model: str | None = None):
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
@@ -27,7 +27,7 @@ def make_app(index: str, threads: int, model_threads: int):
     from rayrag.serve.schemas import SearchHit, SearchRequest, SearchResponse
 
     torch.set_num_threads(threads)
-    cfg = ServeConfig(index=index)
+    cfg = ServeConfig(index=index, query_model=query_model)
     engine = SearchEngine(cfg)
     pool = ThreadPoolExecutor(model_threads, thread_name_prefix="engine")
     app = FastAPI()
@@ -63,11 +63,14 @@ def main() -> None:
     ap.add_argument("--index", required=True)
     ap.add_argument("--port", type=int, default=18100)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (a Retriever replica's torch_threads)")
-    ap.add_argument("--model-threads", type=int, default=os.cpu_count(), help="searches running at once")
+    ap.add_argument("--model-threads", type=int, default=len(os.sched_getaffinity(0)),
+                    help="searches running at once (default: one per core it may run on)")
+    ap.add_argument("--query-model", default=None,
+                    help="the query encoder (default: the index's; serve's `query_model`)")
     args = ap.parse_args()
     if args.threads < 1 or args.model_threads < 1:
         ap.error("--threads and --model-threads must be >= 1")
-    uvicorn.run(make_app(args.index, args.threads, args.model_threads), host="127.0.0.1", port=args.port,
+    uvicorn.run(make_app(args.index, args.threads, args.model_threads, args.query_model), host="127.0.0.1", port=args.port,
                 access_log=False, log_level="warning")
 
 

@@ -46,6 +46,10 @@ import load_client  # noqa: E402
 import serve_latency  # noqa: E402
 from serve_latency import stats  # noqa: E402
 
+# the cores this process may run on (`taskset -c 0,1 python bench/serve_cost.py ...` gives 2 on a bigger
+# machine); the client's CPU share and the default thread counts are taken over these
+CORES = len(os.sched_getaffinity(0))
+
 # the load client (``--client``): load_client's lean raw HTTP/1.1 one (runs 10 on), or httpx as
 # in runs 1-9; both have sequential() and concurrent() with the same figures
 CLIENTS = {"raw": load_client, "httpx": serve_latency}
@@ -81,7 +85,7 @@ VARIANTS = {
 }
 # config overrides (key=value) a variant passes to `jobs.serve run`
 OVERRIDES = {"in-ingress": ["retriever_in_ingress=true"], "haproxy-in-ingress": ["retriever_in_ingress=true"],
-             "haproxy-in-ingress-cores": ["retriever_in_ingress=true", f"retriever.torch_threads={os.cpu_count()}"],
+             "haproxy-in-ingress-cores": ["retriever_in_ingress=true", f"retriever.torch_threads={CORES}"],
              "haproxy-in-ingress-x2": ["retriever_in_ingress=true", "ingress.num_replicas=2"],
              "haproxy-in-ingress-wait2": ["retriever_in_ingress=true", "retriever.batch_wait_timeout_s=0.002"]}
 
@@ -101,18 +105,19 @@ def client_share(fn, *args, **kw) -> dict:
     me = psutil.Process()
     c0, t0 = sum(me.cpu_times()[:2]), time.perf_counter()
     out = fn(*args, **kw)
-    out["client_cpu_share"] = round((sum(me.cpu_times()[:2]) - c0) / ((time.perf_counter() - t0) * os.cpu_count()), 3)
+    out["client_cpu_share"] = round((sum(me.cpu_times()[:2]) - c0) / ((time.perf_counter() - t0) * CORES), 3)
     return out
 
 
-def in_process(index: str, queries: list[str], n_concurrent: int, model_threads: int) -> tuple[dict, object]:
+def in_process(index: str, queries: list[str], n_concurrent: int, model_threads: int,
+               query_model: str | None = None) -> tuple[dict, object]:
     """(figures, the engine): the engine stays loaded for ``paired_sequential``."""
     import torch
 
     from rayrag.serve.config import ServeConfig
     from rayrag.serve.engine import SearchEngine
 
-    cfg = ServeConfig(index=index)
+    cfg = ServeConfig(index=index, query_model=query_model)
     torch.set_num_threads(cfg.retriever.torch_threads)  # what one Retriever replica gets
     engine = SearchEngine(cfg)
     one = lambda q: _answer_in_process(engine, q, 10)  # noqa: E731
@@ -402,6 +407,7 @@ def serve_variant(name: str, index: str, url: str, asgi_url: str, bodies: list[d
     rounds), profiled if asked, stopped."""
     print(f"[bench] Serve, {name}: {VARIANTS[name] or 'as shipped'} {' '.join(OVERRIDES.get(name, []))}", flush=True)
     proc = start_server([sys.executable, "-m", "jobs.serve", "run", "--port", str(args.port), f"index={index}",
+                         *([f"query_model={args.query_model}"] if args.query_model else []),
                          *OVERRIDES.get(name, [])],
                         {**env, **VARIANTS[name]}, url, out_dir / f"serve_cost_{name}.log")
     try:
@@ -437,8 +443,12 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=18200)
     ap.add_argument("--fair-rounds", type=int, default=3,
                     help="alternating c=16 rounds, in-process / ASGI and each Serve variant / ASGI (0: none)")
-    ap.add_argument("--model-threads", type=int, default=os.cpu_count(),
+    ap.add_argument("--model-threads", type=int, default=CORES,
                     help="searches running at once in the in-process reference and the ASGI app")
+    ap.add_argument("--query-model", default=None,
+                    help="the query encoder for every server (default: the index's). A machine without the "
+                         "index's weights (a bare GPU machine) passes a folder of the same shape: speed depends "
+                         "on the shape, not the weight values")
     ap.add_argument("--client", choices=sorted(CLIENTS), default="raw",
                     help="load client: raw (bench/load_client.py) or httpx (runs 1-9)")
     ap.add_argument("--out", default="out/bench/serve_cost.json")
@@ -464,21 +474,26 @@ def main() -> None:
     levels = [int(c) for c in args.levels.split(",")]
     out_dir = Path(args.out).parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict = {"machine": f"{os.cpu_count()} CPUs", "index": index, "requests_per_level": args.concurrent,
+    results: dict = {"machine": f"{CORES} of {os.cpu_count()} CPUs", "index": index,
+                     "requests_per_level": args.concurrent,
                      "client": args.client}
     env = {k: v for k, v in os.environ.items() if k not in ("RAYRAG_API_KEY", "RAY_ADDRESS")}  # open, local
-    env.update(PYTHONPATH=f"{REPO / 'platform'}{os.pathsep}{REPO}", TOKENIZERS_PARALLELISM="false",
+    # the caller's PYTHONPATH stays behind ours (where a bare machine's carried packages are)
+    path = os.pathsep.join([str(REPO / "platform"), str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    env.update(PYTHONPATH=path, TOKENIZERS_PARALLELISM="false",
                HF_HUB_OFFLINE="1", RAYRAG_BENCH_ROUTES="1")
 
     print("[bench] in-process", flush=True)
-    results["in_process"], engine = in_process(index, queries[:args.sequential], args.concurrent, args.model_threads)
+    results["in_process"], engine = in_process(index, queries[:args.sequential], args.concurrent, args.model_threads,
+                                               args.query_model)
     print(json.dumps(results["in_process"]), flush=True)
 
     url, asgi_url = f"http://127.0.0.1:{args.port}", f"http://127.0.0.1:{args.port + 1}"
     print("[bench] plain ASGI (uvicorn + FastAPI, one process)", flush=True)
     # the ASGI app stays up (idle) while Serve is measured, for the alternating Serve/ASGI rounds
     asgi_proc = start_server([sys.executable, "bench/asgi_baseline.py", "--index", index, "--port", str(args.port + 1),
-                              "--model-threads", str(args.model_threads)],
+                              "--model-threads", str(args.model_threads),
+                              *(["--query-model", args.query_model] if args.query_model else [])],
                              env, asgi_url, out_dir / "serve_cost_asgi.log")
     try:
         results["asgi"] = measure(asgi_url, bodies, args.sequential, args.concurrent, levels, root=asgi_proc.pid,
