@@ -100,12 +100,27 @@ def check_loopback_only(variants: list[str]) -> None:
                  "unshare -n sh -c 'ip link set lo up && python bench/serve_cost.py ...'")
 
 
+def _cpu_now() -> tuple[float, float, float]:
+    """(this process's CPU s, idle s of the cores it may run on, wall s)."""
+    per_cpu = psutil.cpu_times(percpu=True)
+    idle = sum(per_cpu[i].idle + getattr(per_cpu[i], "iowait", 0.0) for i in os.sched_getaffinity(0))
+    return sum(psutil.Process().cpu_times()[:2]), idle, time.perf_counter()
+
+
+def _cpu_since(before: tuple[float, float, float]) -> tuple[float, float, float]:
+    """(this process's CPU s, its cores' idle share, wall s) since ``before``."""
+    cpu, idle, t = (b - a for a, b in zip(before, _cpu_now()))
+    return cpu, round(idle / (t * CORES), 3), t
+
+
 def client_share(fn, *args, **kw) -> dict:
-    """Run one measurement; add the load client's CPU share of the machine while it ran."""
-    me = psutil.Process()
-    c0, t0 = sum(me.cpu_times()[:2]), time.perf_counter()
+    """Run one measurement; add the load client's CPU share of the machine while it ran, and how
+    much of the cores stayed idle (a server short of CPU leaves none; one waiting on hand-offs
+    leaves some)."""
+    before = _cpu_now()
     out = fn(*args, **kw)
-    out["client_cpu_share"] = round((sum(me.cpu_times()[:2]) - c0) / ((time.perf_counter() - t0) * CORES), 3)
+    cpu, out["idle_share"], wall = _cpu_since(before)
+    out["client_cpu_share"] = round(cpu / (wall * CORES), 3)
     return out
 
 
@@ -138,9 +153,11 @@ def in_process_c16(engine, queries: list[str], n: int, threads: int) -> dict:
     slowed by its own contention would make any server look fair."""
     one = lambda q: _answer_in_process(engine, q, 10)  # noqa: E731
     with ThreadPoolExecutor(threads) as pool:
-        t0 = time.perf_counter()
+        before = _cpu_now()
         lat = list(pool.map(one, [queries[i % len(queries)] for i in range(n)]))
-        return stats(lat, time.perf_counter() - t0)
+        cpu, idle, wall = _cpu_since(before)
+        # the CPU a query costs here, against a server's cpu_ms_per_request (measure())
+        return {**stats(lat, wall), "cpu_ms_per_query": round(cpu * 1000 / n, 2), "idle_share": idle}
 
 
 def alternating(rounds: int, base: tuple[str, object], other: tuple[str, object]) -> dict:
