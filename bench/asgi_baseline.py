@@ -70,8 +70,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads < 1 or args.model_threads < 1:
         ap.error("--threads and --model-threads must be >= 1")
-    uvicorn.run(make_app(args.index, args.threads, args.model_threads, args.query_model), host="127.0.0.1", port=args.port,
-                access_log=False, log_level="warning")
+    app = make_app(args.index, args.threads, args.model_threads, args.query_model)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, access_log=False, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,8 @@ from serve_latency import stats  # noqa: E402
 
 # the cores this process may run on (`taskset -c 0,1 python bench/serve_cost.py ...` gives 2 on a bigger
 # machine); the client's CPU share and the default thread counts are taken over these
-CORES = len(os.sched_getaffinity(0))
+MY_CPUS = sorted(os.sched_getaffinity(0))
+CORES = len(MY_CPUS)
 
 # the load client (``--client``): load_client's lean raw HTTP/1.1 one (runs 10 on), or httpx as
 # in runs 1-9; both have sequential() and concurrent() with the same figures
@@ -103,7 +104,7 @@ def check_loopback_only(variants: list[str]) -> None:
 def _cpu_now() -> tuple[float, float, float]:
     """(this process's CPU s, idle s of the cores it may run on, wall s)."""
     per_cpu = psutil.cpu_times(percpu=True)
-    idle = sum(per_cpu[i].idle + getattr(per_cpu[i], "iowait", 0.0) for i in os.sched_getaffinity(0))
+    idle = sum(per_cpu[i].idle + getattr(per_cpu[i], "iowait", 0.0) for i in MY_CPUS)
     return sum(psutil.Process().cpu_times()[:2]), idle, time.perf_counter()
 
 

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from ..io import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
-from ..io import read_manifest as _read_manifest
+from ..io import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file, read_manifest as _read_manifest
 from .passages import PASSAGES_FILE, Passages, PassageStore
 
 INDEX_FILES = {"dense": "index.faiss", "sparse": "postings.npz"}
