@@ -99,6 +99,27 @@ def test_a_busy_serve_port_is_refused_before_any_work(data_dir, tmp_path):
     assert not (tmp_path / "qs").exists()  # refused before the first step wrote anything
 
 
+def test_a_serving_failure_still_shows_the_finished_evaluation(tmp_path, capsys, monkeypatch):
+    """Step 5 failing (here: its port taken while steps 1-4 ran) must not hide steps 1-4's table."""
+    from rayrag import quickstart
+    from rayrag.quickstart import QuickstartConfig
+
+    def port_taken(cfg, index):
+        raise OSError(98, "Address already in use")
+
+    monkeypatch.setattr(quickstart, "_serve", port_taken)  # Serve itself is tested in tests/test_serve*.py
+    result = {"dataset": "scifact", "split": "test", "num_queries": 300, "num_docs": 5183,
+              "metrics": {"bm25": {"ndcg@10": 0.6651, "recall@100": 0.9253}},
+              "mlflow_run_id": "abc123", "tracking_uri": "http://127.0.0.1:5000"}
+    cfg = QuickstartConfig(output_dir=str(tmp_path / "qs"))
+    with pytest.raises(OSError, match="Address already in use"):
+        quickstart._serve_or_report(cfg, result, tmp_path / "qs" / "index-flat")
+    out = capsys.readouterr().out
+    assert "scifact / test  (300 queries" in out and "0.6651" in out and "MLflow run abc123" in out
+    assert out.rstrip().endswith(f"the evaluation above is complete in {cfg.output_dir}/evaluate/")
+    assert "serve" not in result  # nothing claims a server that never answered
+
+
 def _readme_table() -> dict[str, tuple[float, float]]:
     """The quickstart's figures as README.md publishes them: retriever -> (nDCG@10, Recall@100)."""
     text = (REPO / "README.md").read_text().split("## What the quickstart does", 1)[1].split("\n## ", 1)[0]

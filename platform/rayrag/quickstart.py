@@ -87,7 +87,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
                         f"hybrid(bm25,{d})=hybrid(bm25,{flat})", f"rrf(bm25,{d})=rrf(bm25,{flat})"]))
         if cfg.serve:
             print(f"[quickstart] 5/{steps} serve the Flat index with Ray Serve", flush=True)
-            result["serve"] = _serve(cfg, out / "index-flat")
+            _serve_or_report(cfg, result, out / "index-flat")
         if keep:  # the table now: what follows is serving until Ctrl-C
             print_summary(cfg, result)
             _wait_for_ctrl_c(result["serve"]["url"])
@@ -102,6 +102,18 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     if not keep:  # after Ray's shutdown messages, so the table is the last thing said
         print_summary(cfg, result)
     return result
+
+
+def _serve_or_report(cfg: QuickstartConfig, result: dict, index: Path) -> None:
+    """Step 5. Steps 1-4 took minutes and are recorded: if serving fails (say, another process took
+    ``serve_port`` meanwhile), the user still gets their table, then the error."""
+    try:
+        result["serve"] = _serve(cfg, index)
+    except Exception:
+        print_summary(cfg, result)
+        print(f"\n[quickstart] serving failed (the error follows); the evaluation above is complete in "
+              f"{cfg.output_dir}/evaluate/", flush=True)
+        raise
 
 
 def _serve(cfg: QuickstartConfig, index: Path) -> dict:
