@@ -106,7 +106,7 @@ def test_stage1_then_grpo_on_ray_train(ray_local, tmp_path, tiny_llama, cot_exam
     from rayrag.models.reasoning import load_reasoning
     from rayrag.train import run_train
 
-    examples = cot_examples[0]
+    examples, per_epoch = cot_examples[0], cot_examples[1]["kept"] // 4  # optimizer steps in an epoch
     sft = run_train(_cfg(tmp_path / "sft", tiny_llama, examples, data_dir, "objective=lrem-sft", "max_steps=2",
                          "lr=1e-3", "eval.split=test", "eval.max_queries=8"))
     assert 0 <= sft["eval/ndcg@10"] <= 1 and 0 <= sft["eval/format_valid"] <= 1
@@ -114,22 +114,26 @@ def test_stage1_then_grpo_on_ray_train(ray_local, tmp_path, tiny_llama, cot_exam
     assert rm.limits.max_cot_tokens == 16
     # stage 2 starts from stage 1's folder given relative to the driver's cwd, as the shipped config does
     monkeypatch.chdir(Path(sft["model_dir"]).parents[1])
-    grpo = run_train(_cfg(tmp_path / "rl", "out/model", examples, data_dir, "objective=lrem-grpo", "max_steps=4",
-                          "lr=1e-4", "lrem.num_samples=4", "lrem.corpus_candidates=8",
+    # one step into a second epoch: each epoch ends by logging its sample CoTs, and the next must
+    # still build its groups from the passages (a run once failed there, in epoch 2's first step)
+    steps = per_epoch + 1
+    grpo = run_train(_cfg(tmp_path / "rl", "out/model", examples, data_dir, "objective=lrem-grpo", "epochs=2",
+                          f"max_steps={steps}", "lr=1e-4", "lrem.num_samples=4", "lrem.corpus_candidates=8",
                           "lrem.hard_candidates=3"))
+    assert grpo["resumed_from_step"] is None  # no retry hid a failure
     history = json.loads((Path(grpo["model_dir"]).parent / "loss_history.json").read_text())
     m = history["metrics"]
     for key in ("rl/reward", "rl/reward_format", "rl/reward_length", "rl/reward_acc", "rl/format_valid",
                 "rl/cot_tokens", "rl/zero_variance_groups", "rl/item_cosine", "rl/pg_loss", "rl/infonce"):
-        assert len(m[key]) == 4, key
+        assert len(m[key]) == steps, key
     assert all(0 <= v <= 1.7 for v in m["rl/reward"]) and all(0 <= v <= 1 for v in m["rl/format_valid"])
     # the reward's pool: 4 queries x 2 items, 8 corpus passages, 3 more mined negatives per query
-    assert m["rl/candidates"] == [4 * 2 + 8 + 4 * 3] * 4
+    assert m["rl/candidates"] == [4 * 2 + 8 + 4 * 3] * steps
     client = MlflowClient(grpo["tracking_uri"])
     assert client.get_run(grpo["mlflow_run_id"]).data.metrics["rl/reward"] == pytest.approx(m["rl/reward"][-1])
     arts = [a.path for a in client.list_artifacts(grpo["mlflow_run_id"], "samples")]
-    assert arts == ["samples/epoch0.txt"]
-    # each curve's last steps against its first (2 of 4 each here), in result.json and MLflow
+    assert arts == ["samples/epoch0.txt", "samples/epoch1.txt"]
+    # each curve's last steps against its first, in result.json and MLflow
     from rayrag.train.curves import trend
 
     assert grpo["trends"]["rl/reward"] == pytest.approx(trend(m["rl/reward"]))

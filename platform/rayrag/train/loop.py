@@ -190,8 +190,9 @@ def train_loop_per_worker(config: dict) -> None:
                 report({"train/loss": history[-1]}, checkpoint=True)
             step_t0 = time.perf_counter()
         bar.close()
-        for name, text in objective.epoch_artifacts().items():
-            log.text(text, name)
+        # not `text`: that name holds the passages every later epoch's groups are built from
+        for name, body in objective.epoch_artifacts().items():
+            log.text(body, name)
         # End of epoch (or of max_steps): evaluate, then checkpoint with the position moved on.
         metrics = {"train/loss": history[-1] if history else float("nan")}
         if objective.evaluates and ((epoch + 1) % cfg.eval.every_epochs == 0 or done):
