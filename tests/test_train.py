@@ -96,10 +96,11 @@ def test_killed_worker_resumes_to_the_uninterrupted_run(ray_local, tmp_path, tin
     resumed = result["resumed_from_step"]
     assert resumed is not None and 2 <= resumed < 6, resumed
     assert result["total_steps"] == 6  # nothing skipped or repeated
-    # the restored run did only the remaining steps, and did them as the uninterrupted run did
+    # the restored run did only the remaining steps, and did them as the uninterrupted run did;
+    # the steps before the failure came back with the checkpoint, so the record is whole
     reference = plain_pytorch_run(cfg, 6)
-    assert len(history["losses"]) == 6 - resumed
-    np.testing.assert_allclose(history["losses"], reference.losses[resumed:], rtol=1e-4, atol=1e-5)
+    assert len(history["losses"]) == len(history["step_seconds"]) == 6 and history["first_step"] == 1
+    np.testing.assert_allclose(history["losses"], reference.losses, rtol=1e-4, atol=1e-5)
     gap = weight_gap(result, reference)
     other_seed = plain_pytorch_run(dataclasses.replace(cfg, seed=7), 6)
     seed_gap = weight_gap(result, other_seed)
@@ -262,14 +263,29 @@ def test_running_the_job_again_continues_the_same_run(ray_local, tmp_path, tiny_
     common = ("num_workers=1", "batch_size=4", "group_size=2", "zero_stage=1")
     first = run_train(_cfg(tmp_path, tiny_encoder, examples, data_dir, *common, "max_steps=2"))
     assert first["resumed_from_step"] is None and first["total_steps"] == 2
+    first_history = (tmp_path / "out" / "loss_history.json").read_text()
     second = run_train(_cfg(tmp_path, tiny_encoder, examples, data_dir, *common, "max_steps=4"))
     assert second["resumed_from_step"] == 2 and second["total_steps"] == 4
     history = json.loads((tmp_path / "out" / "loss_history.json").read_text())
-    assert len(history["losses"]) == 2  # only steps 3 and 4 were trained the second time
+    # steps 3 and 4 were trained the second time; steps 1 and 2 came back with the checkpoint
+    first_losses = json.loads(first_history)["losses"]
+    assert len(first_losses) == 2 and history["losses"][:2] == first_losses and len(history["losses"]) == 4
     # another learning rate is another run: refused before Ray starts, nothing overwritten
     with pytest.raises(ConfigError, match="other lr;"):
         run_train(_cfg(tmp_path, tiny_encoder, examples, data_dir, *common, "max_steps=6", "lr=1e-3"))
     assert json.loads((tmp_path / "out" / "train_config.json").read_text())["max_steps"] == 4
+    # a checkpoint written before checkpoints carried the record: the curves start where it resumed
+    for record in (tmp_path / "out" / "ray" / "train").glob("checkpoint_*/history.json"):
+        record.unlink()
+    third = run_train(_cfg(tmp_path, tiny_encoder, examples, data_dir, *common, "max_steps=5"))
+    history = json.loads((tmp_path / "out" / "loss_history.json").read_text())
+    assert third["resumed_from_step"] == 4 and third["curves_from_step"] == 5
+    assert history["first_step"] == 5 and len(history["losses"]) == 1
+    # and a later extension of that run keeps saying where its record starts
+    fourth = run_train(_cfg(tmp_path, tiny_encoder, examples, data_dir, *common, "max_steps=6"))
+    history = json.loads((tmp_path / "out" / "loss_history.json").read_text())
+    assert fourth["resumed_from_step"] == 5 and fourth["total_steps"] == 6
+    assert fourth["curves_from_step"] == 5 and history["first_step"] == 5 and len(history["losses"]) == 2
 
 
 def test_an_objective_from_outside_rayrag_trains_on_the_workers(ray_local, tmp_path, tiny_encoder, examples,

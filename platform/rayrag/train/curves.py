@@ -44,8 +44,9 @@ def trends(curves: Mapping[str, Sequence[float]], share: float = 0.1) -> dict[st
     return out
 
 
-def plot_curves(curves: Mapping[str, Sequence[float]], title: str):
-    """One small panel per curve against the optimizer step; returns the figure."""
+def plot_curves(curves: Mapping[str, Sequence[float]], title: str, first_step: int = 1):
+    """One small panel per curve against the optimizer step (the first value's is ``first_step``);
+    returns the figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,7 +57,7 @@ def plot_curves(curves: Mapping[str, Sequence[float]], title: str):
     rows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), squeeze=False)
     for ax, name in zip(axes.flat, names):
-        ax.plot(range(1, len(curves[name]) + 1), curves[name], lw=1)
+        ax.plot(range(first_step, first_step + len(curves[name])), curves[name], lw=1)
         ax.set_title(name, fontsize=9)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names):]:

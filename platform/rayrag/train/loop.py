@@ -81,12 +81,26 @@ def train_loop_per_worker(config: dict) -> None:
     engine.train()
 
     state = {"epoch": 0, "micro": 0, "step": 0, "resumed_from_step": None}
+    # The per-step record (loss of every optimizer step, mean over workers; the objective's own
+    # diagnostics; wall time per step) travels in every checkpoint, so a run resumed after a
+    # failure, or extended by a longer rerun, still reports its whole curve and trends from step 1.
+    history: list[float] = []  # the equivalence tests read it
+    extra_history: dict[str, list[float]] = {}
+    step_seconds: list[float] = []  # bench/train_overhead.py reads it
+    first_step = 1  # the step of history[0]: later than 1 only after a checkpoint from before this record
     ckpt = ray.train.get_checkpoint()
     if ckpt:
         with ckpt.as_directory() as d:
             engine.load_checkpoint(d, tag=TAG)  # model, optimizer, lr schedule (DeepSpeed files)
             saved = json.loads((Path(d) / "state.json").read_text())
+            record = Path(d) / "history.json"
+            record = json.loads(record.read_text()) if record.is_file() else None
         state.update(saved, resumed_from_step=saved["step"])
+        if record:
+            history, extra_history, step_seconds = record["losses"], record["metrics"], record["step_seconds"]
+            first_step = record["first_step"]
+        else:
+            first_step = saved["step"] + 1
         if rank == 0:
             print(f"[train] resumed at epoch {state['epoch']} micro-batch {state['micro']} "
                   f"(optimizer step {state['step']})", flush=True)
@@ -102,6 +116,9 @@ def train_loop_per_worker(config: dict) -> None:
             engine.save_checkpoint(tmp, tag=TAG)
             if rank == 0:
                 (Path(tmp) / "state.json").write_text(json.dumps(state))
+                (Path(tmp) / "history.json").write_text(json.dumps(
+                    {"first_step": first_step, "losses": history, "metrics": extra_history,
+                     "step_seconds": step_seconds}))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
     def mean_over_workers(x):
@@ -113,14 +130,11 @@ def train_loop_per_worker(config: dict) -> None:
         out = (t / world).tolist()
         return out if isinstance(x, list) else out[0]
 
-    history: list[float] = []  # loss of every optimizer step (mean over workers): the equivalence test reads it
-    step_seconds: list[float] = []  # wall time of every optimizer step: bench/train_overhead.py reads it
     step_t0 = time.perf_counter()
     window_loss, window_samples, window_t0 = 0.0, 0, time.perf_counter()
     # the objective's own diagnostics: per micro-batch, then per optimizer step (mean over workers)
     step_extra: dict[str, list[float]] = {}
     window_extra: dict[str, list[float]] = {}
-    extra_history: dict[str, list[float]] = {}
     done = state["step"] >= total_steps
     last_eval: dict[str, float] = {}
 
@@ -211,7 +225,8 @@ def train_loop_per_worker(config: dict) -> None:
             objective.export(engine.module, out)
         if world > 1:
             dist.barrier()
-    final = {"losses": history, "metrics": extra_history, "step_seconds": step_seconds, "total_steps": total_steps, "model_dir": str(out), "pid": os.getpid()}
+    final = {"losses": history, "metrics": extra_history, "step_seconds": step_seconds, "first_step": first_step,
+             "total_steps": total_steps, "model_dir": str(out), "pid": os.getpid()}
     if rank == 0:
         atomic_write_json(out.parent / "loss_history.json", final)
     report({"train/loss": history[-1] if history else float("nan"), "finished": True,

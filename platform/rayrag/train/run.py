@@ -132,8 +132,13 @@ def run_train(cfg: TrainConfig) -> dict:
                        **{k: v for k, v in metrics.items() if k.startswith("eval")},
                        "resumed_from_step": metrics.get("resumed_from_step")}
             jr.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
-            _plot_loss(jr, history["losses"], cfg)
-            summary["trends"] = _log_step_curves(jr, history.get("metrics") or {}, cfg)
+            # history covers the whole run, from step 1, unless it resumed from a checkpoint
+            # written before checkpoints carried it (then from that checkpoint's next step)
+            first_step = history.get("first_step", 1)
+            if first_step > 1:
+                summary["curves_from_step"] = first_step
+            _plot_loss(jr, history["losses"], cfg, first_step)
+            summary["trends"] = _log_step_curves(jr, history.get("metrics") or {}, cfg, first_step)
             jr.log_artifact(out / "model", "model")
             version = None
             if cfg.register_as:
@@ -187,7 +192,7 @@ def _check_resources(cfg: TrainConfig, have: dict) -> None:
                           f"{have.get('CPU', 0):g} CPUs; lower num_workers or cpus_per_worker")
 
 
-def _log_step_curves(jr, curves: dict[str, list[float]], cfg: TrainConfig) -> dict:
+def _log_step_curves(jr, curves: dict[str, list[float]], cfg: TrainConfig, first_step: int = 1) -> dict:
     """The objective's per-step metrics (RL reward and its parts, format, CoT length, ...): a plot
     and each curve's last 10% of steps against its first (train/curves.py), logged and returned."""
     if not curves:
@@ -196,7 +201,7 @@ def _log_step_curves(jr, curves: dict[str, list[float]], cfg: TrainConfig) -> di
 
     from .curves import plot_curves, trends
 
-    fig = plot_curves(curves, f"{cfg.model}: {cfg.objective}, per optimizer step")
+    fig = plot_curves(curves, f"{cfg.model}: {cfg.objective}, per optimizer step", first_step)
     jr.log_figure(fig, "plots/step_metrics.png")
     plt.close(fig)
     found = trends(curves)
@@ -205,7 +210,7 @@ def _log_step_curves(jr, curves: dict[str, list[float]], cfg: TrainConfig) -> di
     return found
 
 
-def _plot_loss(jr, losses: list[float], cfg: TrainConfig) -> None:
+def _plot_loss(jr, losses: list[float], cfg: TrainConfig, first_step: int = 1) -> None:
     if not losses:
         return
     import matplotlib
@@ -214,7 +219,7 @@ def _plot_loss(jr, losses: list[float], cfg: TrainConfig) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(range(1, len(losses) + 1), losses, lw=1)
+    ax.plot(range(first_step, first_step + len(losses)), losses, lw=1)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel(f"{cfg.objective} loss")
     ax.set_title(f"{cfg.model}: training loss")
