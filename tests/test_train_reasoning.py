@@ -331,6 +331,23 @@ def test_reasoning_retriever_modes_and_ablations(tmp_path, tiny_llama, mined, da
         runs[mode, cot] = r.search(queries, 5)
         assert all(len(v) == 5 for v in runs[mode, cot].values())
     assert runs["on", "empty"] != runs["on", "random"]  # the thought changes the embedding
+    # given thoughts (a teacher's, from the CoT job's jsonl): q1 has one, q2 falls back to empty
+    given = tmp_path / "given.jsonl"
+    given.write_text(json.dumps({"query": queries["q1"], "cot": "protein folding, chaperones", "id": "x"}) + "\n")
+    r = build_retriever(f"reasoning:{folder}", RetrieverOptions(cot=f"file:{given}"))
+    r.index(corpus)
+    run = r.search(queries, 5)
+    assert run["q2"] == runs["on", "empty"]["q2"] and run["q1"] != runs["on", "empty"]["q1"]
+    assert r.stats == {"routed_share": 1.0, "given_share": 0.5}
+    rm = r.encoder.rm
+    want = rm.embed(rm.query_with_cot(rm.query_prompts([queries["q1"]]), rm.cot_ids(["protein folding, chaperones"])))
+    assert np.allclose(r.encode_queries([queries["q1"]]), want, atol=1e-6)
+    for body, why in (("not json\n", "not JSON"), (json.dumps({"query": "q"}) + "\n", "'query' and 'cot'"),
+                      (json.dumps({"query": "q", "cot": "a"}) + "\n" + json.dumps({"query": "q", "cot": "b"}) + "\n",
+                       "two different thoughts"), ("\n", "no thoughts")):
+        given.write_text(body)
+        with pytest.raises(ValueError, match=why):
+            build_retriever(f"reasoning:{folder}", RetrieverOptions(cot=f"file:{given}"))
     # auto: margin 0 reasons for no query (same as off), a huge margin for every one (same as on)
     for margin, same_as, share in ((0.0, ("off", "own"), 0.0), (10.0, ("on", "own"), 1.0)):
         r = build_retriever(f"reasoning:{folder}", RetrieverOptions(reasoning="auto", reasoning_margin=margin))
@@ -341,6 +358,10 @@ def test_reasoning_retriever_modes_and_ablations(tmp_path, tiny_llama, mined, da
 
     with pytest.raises(ConfigError, match="options.reasoning must be on, off or auto"):
         load_config(RetrieverOptions, None, ["reasoning=maybe"])
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(RetrieverOptions, None, [f"cot=file:{tmp_path / 'missing.jsonl'}"])
+    with pytest.raises(ConfigError, match="file:<jsonl>"):
+        RetrieverOptions(cot="file:").validate()
 
 
 def test_evaluate_job_reports_the_reasoning_retrievers_own_stats(ray_local, tmp_path, tiny_llama, mined, data_dir):

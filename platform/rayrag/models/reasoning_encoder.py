@@ -13,6 +13,11 @@ index. Queries follow ``mode``:
 ``cot`` ablates the thought a query embeds after (mode on/auto): ``own`` (the model's),
 ``empty``, ``random`` (random vocabulary tokens, seeded per query) or ``query`` (the query's own
 tokens repeated as the thought, cut to the CoT limit): the paper's reasoning-text ablations.
+``file:<jsonl>`` embeds after given thoughts instead: each line's ``cot`` for its ``query`` (the CoT
+job's output). With the oracle teacher run on held-out queries this bounds what any thought the
+model could write is worth to its embedding, which tells a policy that writes useless thoughts
+apart from an embedder that cannot use good ones. A query the file lacks gets the empty thought;
+``given_share`` counts those that had one.
 
 ``stats`` counts since construction: the share of queries that reasoned (``routed_share``),
 and for the model's own CoTs the share well-formed before any closing token is forced
@@ -40,8 +45,9 @@ class ReasoningEncoder:
         query truncation the model was trained with."""
         if mode not in MODES:
             raise ValueError(f"reasoning mode must be one of {MODES}, got {mode!r}")
-        if cot not in COTS:
-            raise ValueError(f"cot must be one of {COTS}, got {cot!r}")
+        given = read_thoughts(cot) if isinstance(cot, str) and cot.startswith("file:") else None
+        if given is None and cot not in COTS:
+            raise ValueError(f"cot must be one of {COTS} or file:<jsonl>, got {cot!r}")
         if margin < 0:
             raise ValueError(f"reasoning margin must be >= 0, got {margin}")
         if isinstance(model, ReasoningModel):
@@ -55,8 +61,8 @@ class ReasoningEncoder:
             limits = self.rm.limits
             self.rm.limits = replace(limits, max_doc_tokens=max_length or limits.max_doc_tokens,
                                      max_query_tokens=max_query_tokens or limits.max_query_tokens)
-        self.mode, self.margin, self.cot = mode, margin, cot
-        self._counts = {"queries": 0, "reasoned": 0, "own": 0, "valid": 0, "cot_tokens": 0}
+        self.mode, self.margin, self.cot, self.given = mode, margin, cot, given
+        self._counts = {"queries": 0, "reasoned": 0, "own": 0, "valid": 0, "cot_tokens": 0, "given": 0}
 
     # --- the dense encoder's interface ---
     @property
@@ -111,12 +117,17 @@ class ReasoningEncoder:
             self._counts["cot_tokens"] += sum(c.length for c in cots)
             return emb
         prompts = rm.query_prompts(texts)
-        if self.cot == "empty":
+        if self.given is not None:
+            found = [self.given.get(t) for t in texts]
+            self._counts["given"] += sum(c is not None for c in found)
+            # cot_ids closes each thought with </think>; the empty one is closed by query_with_cot
+            thoughts = [ids if c is not None else [] for c, ids in zip(found, rm.cot_ids([c or "" for c in found]))]
+        elif self.cot == "empty":
             thoughts = [[] for _ in texts]
         elif self.cot == "query":
             thoughts = [p[:-1][:rm.limits.max_cot_tokens] for p in prompts]
         else:  # random: the own CoT's length is unknown without generating; use half the limit
-            thoughts = [_random_thought(t, len(rm.tokenizer), rm.special_ids, rm.limits.max_cot_tokens // 2)
+            thoughts = [random_thought(t, len(rm.tokenizer), rm.special_ids, rm.limits.max_cot_tokens // 2)
                         for t in texts]
         return rm.embed(rm.query_with_cot(prompts, thoughts), batch_size, desc)
 
@@ -126,10 +137,40 @@ class ReasoningEncoder:
         out = {"routed_share": c["reasoned"] / c["queries"] if c["queries"] else 0.0}
         if c["own"]:
             out.update(format_valid=c["valid"] / c["own"], cot_tokens=c["cot_tokens"] / c["own"])
+        if self.given is not None and c["reasoned"]:
+            out["given_share"] = c["given"] / c["reasoned"]
         return out
 
 
-def _random_thought(text: str, vocab: int, special: set[int], n: int) -> list[int]:
+def read_thoughts(cot: str) -> dict[str, str]:
+    """``file:<jsonl>`` -> {query text: thought text}; a missing file, a line without a string
+    ``query`` and ``cot``, or one query given two different thoughts is refused."""
+    import json
+    from pathlib import Path
+
+    path = Path(cot[len("file:"):])
+    if not path.is_file():
+        raise ValueError(f"cot={cot!r}: no such file (give the CoT job's output, one JSON object per line)")
+    out: dict[str, str] = {}
+    with path.open() as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not JSON ({e.msg})") from None
+            q, c = (obj.get("query"), obj.get("cot")) if isinstance(obj, dict) else (None, None)
+            if not isinstance(q, str) or not isinstance(c, str):
+                raise ValueError(f"{path}:{lineno}: needs string fields 'query' and 'cot'")
+            if out.setdefault(q, c) != c:
+                raise ValueError(f"{path}:{lineno}: query {q[:60]!r} is given two different thoughts")
+    if not out:
+        raise ValueError(f"{path}: holds no thoughts")
+    return out
+
+
+def random_thought(text: str, vocab: int, special: set[int], n: int) -> list[int]:
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little"))
     return [int(i) for i in rng.integers(0, vocab, n) if int(i) not in special]
 

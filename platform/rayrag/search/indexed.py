@@ -29,7 +29,7 @@ class IndexRetriever(Retriever):
         self.batch_size, self.max_length = batch_size, max_length
         self.faiss_params = faiss
         self.reasoning, self.reasoning_margin = reasoning, reasoning_margin  # None: on, for a reasoning model
-        self.cot = cot  # a reasoning model's CoT ablation (own | empty | random | query)
+        self.cot = cot  # a reasoning model's CoT ablation (own | empty | random | query | file:<jsonl>)
         self.shard_actor_cpus = shard_actor_cpus  # a sharded index: its shards on Ray actors of this many CPUs
 
     def index(self, corpus: Mapping[str, Document] | None = None) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..index.faiss_index import FaissParams
 
@@ -26,7 +27,8 @@ class RetrieverOptions:
     # auto = reason only for queries whose direct top-1 margin is below reasoning_margin
     reasoning: str = "on"
     reasoning_margin: float = 0.02
-    # ablations of the CoT a query embeds after (reasoning on): own | empty | random | query
+    # ablations of the CoT a query embeds after (reasoning on): own | empty | random | query, or
+    # file:<jsonl> for given thoughts (the CoT job's output: a teacher's thought per query)
     cot: str = "own"
 
     def validate(self) -> None:
@@ -34,8 +36,11 @@ class RetrieverOptions:
 
         if self.reasoning not in ("on", "off", "auto"):
             raise ConfigError(f"options.reasoning must be on, off or auto, got {self.reasoning!r}")
-        if self.cot not in ("own", "empty", "random", "query"):
-            raise ConfigError(f"options.cot must be own, empty, random or query, got {self.cot!r}")
+        if self.cot not in ("own", "empty", "random", "query") and not (
+                isinstance(self.cot, str) and self.cot.startswith("file:") and len(self.cot) > len("file:")):
+            raise ConfigError(f"options.cot must be own, empty, random, query or file:<jsonl>, got {self.cot!r}")
+        if self.cot.startswith("file:") and not Path(self.cot[len("file:"):]).is_file():
+            raise ConfigError(f"options.cot={self.cot!r}: no such file (give the CoT job's output)")
         if self.reasoning_margin < 0:
             raise ConfigError("options.reasoning_margin must be >= 0")
         if isinstance(self.shard_actor_cpus, bool) or not self.shard_actor_cpus > 0:
