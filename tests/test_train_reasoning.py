@@ -342,7 +342,8 @@ def test_reasoning_retriever_modes_and_ablations(tmp_path, tiny_llama, mined, da
     rm = r.encoder.rm
     want = rm.embed(rm.query_with_cot(rm.query_prompts([queries["q1"]]), rm.cot_ids(["protein folding, chaperones"])))
     assert np.allclose(r.encode_queries([queries["q1"]]), want, atol=1e-6)
-    for body, why in (("not json\n", "not JSON"), (json.dumps({"query": "q"}) + "\n", "'query' and 'cot'"),
+    for body, why in (("not json\n", "malformed JSON"), ("[1]\n", "expected a JSON object"),
+                      (json.dumps({"query": "q"}) + "\n", "'query' and 'cot'"),
                       (json.dumps({"query": "q", "cot": "a"}) + "\n" + json.dumps({"query": "q", "cot": "b"}) + "\n",
                        "two different thoughts"), ("\n", "no thoughts")):
         given.write_text(body)

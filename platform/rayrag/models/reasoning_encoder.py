@@ -143,30 +143,23 @@ class ReasoningEncoder:
 
 
 def read_thoughts(cot: str) -> dict[str, str]:
-    """``file:<jsonl>`` -> {query text: thought text}; a missing file, a line without a string
-    ``query`` and ``cot``, or one query given two different thoughts is refused."""
-    import json
+    """``file:<jsonl>`` -> {query text: thought text}; a missing file, a malformed line, a line
+    without a string ``query`` and ``cot``, or one query given two different thoughts is refused."""
     from pathlib import Path
 
-    path = Path(cot[len("file:"):])
-    if not path.is_file():
-        raise ValueError(f"cot={cot!r}: no such file (give the CoT job's output, one JSON object per line)")
+    from ..data.jsonl import read_jsonl, require_file
+    from ..errors import DataError
+
+    path = require_file(Path(cot[len("file:"):]), f"cot={cot!r}: the thoughts file (the CoT job's output)")
     out: dict[str, str] = {}
-    with path.open() as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not JSON ({e.msg})") from None
-            q, c = (obj.get("query"), obj.get("cot")) if isinstance(obj, dict) else (None, None)
-            if not isinstance(q, str) or not isinstance(c, str):
-                raise ValueError(f"{path}:{lineno}: needs string fields 'query' and 'cot'")
-            if out.setdefault(q, c) != c:
-                raise ValueError(f"{path}:{lineno}: query {q[:60]!r} is given two different thoughts")
+    for lineno, obj in read_jsonl(path):
+        q, c = obj.get("query"), obj.get("cot")
+        if not isinstance(q, str) or not isinstance(c, str):
+            raise DataError(f"{path}:{lineno}: needs string fields 'query' and 'cot'")
+        if out.setdefault(q, c) != c:
+            raise DataError(f"{path}:{lineno}: query {q[:60]!r} is given two different thoughts")
     if not out:
-        raise ValueError(f"{path}: holds no thoughts")
+        raise DataError(f"{path}: holds no thoughts")
     return out
 
 
