@@ -89,7 +89,8 @@ def main() -> None:
         given = read_thoughts(f"file:{args.given}")
         rows["given"] = after(rm.cot_ids([given.get(t, "") for t in texts]))
         rows["given"][[t not in given for t in texts]] = np.nan  # no thought in the file: not scored
-    pairs = [("sampled_best", "other_best"), ("sampled_mean", "other_mean"), ("sampled_mean", "empty"), ("greedy", "empty"),
+    pairs = [("sampled_best", "other_best"), ("sampled_mean", "other_mean"), ("sampled_mean", "empty"),
+             ("greedy", "empty"),
              ("sampled_best", "empty")] + ([("given", "empty")] if args.given else [])
     tests = {}
     for a, b in pairs:

@@ -359,8 +359,9 @@ def test_reasoning_retriever_modes_and_ablations(tmp_path, tiny_llama, mined, da
 
     with pytest.raises(ConfigError, match="options.reasoning must be on, off or auto"):
         load_config(RetrieverOptions, None, ["reasoning=maybe"])
-    with pytest.raises(ConfigError, match="no such file"):
-        load_config(RetrieverOptions, None, [f"cot=file:{tmp_path / 'missing.jsonl'}"])
+    with pytest.raises(DataError, match="thoughts file .* not found"):
+        opts = load_config(RetrieverOptions, None, [f"cot=file:{tmp_path / 'no.jsonl'}"])  # loads: read at build
+        build_retriever(f"reasoning:{folder}", opts)
     with pytest.raises(ConfigError, match="file:<jsonl>"):
         RetrieverOptions(cot="file:").validate()
 

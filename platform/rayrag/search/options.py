@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..index.faiss_index import FaissParams
 
@@ -28,7 +27,8 @@ class RetrieverOptions:
     reasoning: str = "on"
     reasoning_margin: float = 0.02
     # ablations of the CoT a query embeds after (reasoning on): own | empty | random | query, or
-    # file:<jsonl> for given thoughts (the CoT job's output: a teacher's thought per query)
+    # file:<jsonl> for given thoughts (the CoT job's output: a teacher's thought per query). Like
+    # an index: folder, the file is an earlier job's output, read when the retriever is built.
     cot: str = "own"
 
     def validate(self) -> None:
@@ -39,8 +39,6 @@ class RetrieverOptions:
         if self.cot not in ("own", "empty", "random", "query") and not (
                 isinstance(self.cot, str) and self.cot.startswith("file:") and len(self.cot) > len("file:")):
             raise ConfigError(f"options.cot must be own, empty, random, query or file:<jsonl>, got {self.cot!r}")
-        if self.cot.startswith("file:") and not Path(self.cot[len("file:"):]).is_file():
-            raise ConfigError(f"options.cot={self.cot!r}: no such file (give the CoT job's output)")
         if self.reasoning_margin < 0:
             raise ConfigError("options.reasoning_margin must be >= 0")
         if isinstance(self.shard_actor_cpus, bool) or not self.shard_actor_cpus > 0:
