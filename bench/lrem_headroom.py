@@ -47,6 +47,7 @@ def main() -> None:
     from rayrag.eval.metrics import evaluate_per_query
     from rayrag.eval.significance import paired_randomization_test
     from rayrag.index.store import load_index
+    from rayrag.index.topk import top_k_rows
     from rayrag.models.reasoning import load_reasoning
     from rayrag.models.reasoning_encoder import read_thoughts
 
@@ -61,9 +62,8 @@ def main() -> None:
 
     def ndcg(emb: np.ndarray) -> np.ndarray:
         """[N, H] query embeddings (row i for qids[i]) -> nDCG@10 per query."""
-        scores = emb @ items.T
-        top = np.argsort(-scores, axis=1)[:, :10]
-        run = {q: [(idx.ids[j], float(scores[i, j])) for j in top[i]] for i, q in enumerate(qids)}
+        top, vals = top_k_rows(emb @ items.T, 10)
+        run = {q: [(idx.ids[j], float(s)) for j, s in zip(top[i], vals[i])] for i, q in enumerate(qids)}
         per = evaluate_per_query({q: ds.qrels[q] for q in qids}, run, ["ndcg@10"])
         return np.array([per[q]["ndcg@10"] for q in qids])
 

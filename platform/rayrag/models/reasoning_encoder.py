@@ -127,7 +127,7 @@ class ReasoningEncoder:
         elif self.cot == "query":
             thoughts = [p[:-1][:rm.limits.max_cot_tokens] for p in prompts]
         else:  # random: the own CoT's length is unknown without generating; use half the limit
-            thoughts = [random_thought(t, len(rm.tokenizer), rm.special_ids, rm.limits.max_cot_tokens // 2)
+            thoughts = [_random_thought(t, len(rm.tokenizer), rm.special_ids, rm.limits.max_cot_tokens // 2)
                         for t in texts]
         return rm.embed(rm.query_with_cot(prompts, thoughts), batch_size, desc)
 
@@ -163,7 +163,7 @@ def read_thoughts(cot: str) -> dict[str, str]:
     return out
 
 
-def random_thought(text: str, vocab: int, special: set[int], n: int) -> list[int]:
+def _random_thought(text: str, vocab: int, special: set[int], n: int) -> list[int]:
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little"))
     return [int(i) for i in rng.integers(0, vocab, n) if int(i) not in special]
 
